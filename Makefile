@@ -1,0 +1,34 @@
+# graphc: the two set-up commands are `make demo` and `make test`; both build the environment first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.graphc-installed
+# pytest-xdist workers; the CI machine has 2 cores
+JOBS   ?= 2
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# ggml-python builds real ggml from source (cmake + a C compiler, about a minute): the test oracle
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -m "not ggml" tests
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/run.py --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) demo-out build dist *.egg-info .pytest_cache .hypothesis

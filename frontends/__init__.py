@@ -1,0 +1,1 @@
+"""graphc.frontends: parsers that turn files into graphc.ir.Graph."""

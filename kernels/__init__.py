@@ -1,0 +1,1 @@
+"""graphc.kernels: kernel source templates, one folder per target (kernels/<target>/)."""

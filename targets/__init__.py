@@ -1,0 +1,1 @@
+"""graphc.targets: one code generator / runner per target (ref, c, opencl, triton)."""
