@@ -74,10 +74,6 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 
 
-def _fail(t: str, msg: str, rule: str) -> GraphError:
-    return GraphError(msg, None, rule)
-
-
 def _op(name, srcs, params=(), kind="other", ggml=None, n_required=None, declared=False, inplace_ok=False):
     def deco(rule):
         OPS[name] = OpDef(name, tuple(srcs), len(srcs) if n_required is None else n_required,
@@ -346,8 +342,12 @@ def _pad(a, lp, rp):
 
 @_op("arange", (), (Param("start", "f32"), Param("stop", "f32"), Param("step", "f32", 1.0)), kind="other")
 def _arange(start, stop, step):
-    _need(step != 0 and stop >= start if step > 0 else stop <= start, f"arange({start}, {stop}, {step}) is empty or backwards", "param")
-    return Spec(F32, (int(math.ceil((stop - start) / step)), 1, 1, 1))
+    forward = step > 0 and stop >= start
+    backward = step < 0 and stop <= start
+    _need(forward or backward, f"arange({start}, {stop}, {step}) has a zero step or runs backwards", "param")
+    _need(all(math.isfinite(v) for v in (start, stop, step)), "arange needs finite start, stop and step", "param")
+    steps = np.ceil((np.float32(stop) - np.float32(start)) / np.float32(step))   # ggml: ceilf in f32
+    return Spec(F32, (int(steps), 1, 1, 1))
 
 
 # --- positional encodings and attention -------------------------------------------------

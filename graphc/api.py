@@ -1,0 +1,516 @@
+"""The Python API: compile a graph for a target, run it with numpy arrays, save and load artifacts.
+
+    m = graphc.compile("mlp.graph", target="ref", weights="mlp.npz")
+    y = m.run({"x": x})["y"]          # numpy in, numpy out, keyed by tensor name
+    m.save("mlp.out"); m2 = graphc.load("mlp.out")
+
+Data rules (numpy side; the IR stays in ggml order, converted only through graphc.ir):
+- Shapes: a tensor's numpy shape is `Tensor.shape` (reversed ne, ggml's trailing 1s dropped). Any shape
+  that equals it up to leading 1-sized dims is accepted, so the full 4-D (ne3, ne2, ne1, ne0) works too.
+- Dtypes: float tensors (f32, f16, bf16, quantized) take any floating-point array and cast it (float64
+  rounds to f32; quantized inputs are quantized like ggml does). Integer tensors take any integer array
+  whose values fit. Ints for float tensors and floats for int tensors are rejected: that is almost always
+  the wrong array. uint8 arrays (or bytes) for quantized/bf16 tensors are raw ggml bytes.
+- Outputs come back with the tensor's numpy dtype (float32 for quantized and bf16 tensors).
+
+Weights (leafs that are not inputs): the `weights` argument first, then the leaf's own `data`, then its
+WeightRef binding (a file relative to the graph file). State leafs without data start as zeros.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Union
+
+import numpy as np
+
+from .custom import get_custom_op
+from .errors import CompileError, GraphcError, ParseError, RunError
+from .ir import Flag, Graph, Tensor, WeightRef, full_numpy_shape
+from .types import get_type
+from .verify import verify
+from graphc.targets import DEFAULT_TARGET
+
+PathLike = Union[str, "os.PathLike[str]"]
+WeightValue = Union[np.ndarray, bytes, bytearray, memoryview]
+Weights = Union[Mapping[str, WeightValue], PathLike, None]
+
+ARTIFACT_FORMAT = "graphc-artifact"
+ARTIFACT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH_FILE = "graph.graph"
+WEIGHTS_FILE = "weights.npz"
+
+
+# --- tensor descriptions and numpy conversions ---------------------------------------------
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a user needs to feed or read a tensor: numpy shape and dtype, plus ggml facts."""
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    type: str
+    ne: tuple[int, int, int, int]
+
+    @classmethod
+    def of(cls, t: Tensor) -> "TensorInfo":
+        return cls(t.name, t.shape, value_dtype(t), t.type.name, t.ne)
+
+    def __str__(self) -> str:
+        return f"{self.name!r} {self.shape} {self.dtype} ({self.type})"
+
+
+def value_dtype(t: Tensor) -> np.dtype:
+    """The numpy dtype a tensor's values are given and returned in."""
+    return np.dtype(t.type.np_dtype or "float32")
+
+
+def _strip_leading_ones(shape: Iterable[int]) -> tuple[int, ...]:
+    s = list(shape)
+    while s and s[0] == 1:
+        s.pop(0)
+    return tuple(s)
+
+
+def shape_matches(shape: tuple[int, ...], t: Tensor) -> bool:
+    """Equal to the tensor's numpy shape up to leading 1s (so t.shape and the full 4-D shape both fit)."""
+    return _strip_leading_ones(shape) == _strip_leading_ones(full_numpy_shape(t.ne))
+
+
+def _is_raw(arr: np.ndarray, t: Tensor) -> bool:
+    return arr.dtype == np.uint8 and t.type.np_dtype is None
+
+
+def to_tensor_values(value: Any, t: Tensor, what: str, err: type[GraphcError]) -> np.ndarray:
+    """Check a user array against tensor t and return it as the values (or raw bytes) to store.
+
+    Raw bytes come back as a flat uint8 array of t.nbytes; values come back in t's value dtype, 4-D."""
+    raw = isinstance(value, (bytes, bytearray, memoryview))   # bytes are raw ggml data for any type
+    if raw:
+        value = np.frombuffer(value, dtype=np.uint8)
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise err(f"{what} {t.name!r}: cannot make an array of the given value ({e})") from None
+    if raw or _is_raw(arr, t):
+        if arr.size != t.nbytes:
+            raise err(f"{what} {t.name!r}: raw {t.type.name} data must be {t.nbytes} bytes, got {arr.size}")
+        return np.ascontiguousarray(arr).reshape(-1)
+    want = value_dtype(t)
+    kind = arr.dtype.kind
+    if t.type.is_int:
+        if kind not in "iu":
+            raise err(f"{what} {t.name!r} is {t.type.name} and takes integer data, got {arr.dtype}")
+        info = np.iinfo(want)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise err(f"{what} {t.name!r}: values outside the {t.type.name} range [{info.min}, {info.max}]")
+    elif kind != "f":
+        raise err(f"{what} {t.name!r} is {t.type.name} and takes floating-point data, got {arr.dtype} "
+                  f"(convert it explicitly, e.g. .astype(np.float32))")
+    if not shape_matches(arr.shape, t):
+        raise err(f"{what} {t.name!r} has numpy shape {t.shape} (ggml ne {list(t.ne)}), got {arr.shape}")
+    cast_to = want if t.type.np_dtype is not None else np.dtype("float32")
+    return np.ascontiguousarray(arr, dtype=cast_to).reshape(full_numpy_shape(t.ne))
+
+
+def encode_leaf(values: np.ndarray, t: Tensor) -> np.ndarray:
+    """Values (from to_tensor_values) -> the raw bytes a leaf stores."""
+    if values.dtype == np.uint8:     # raw bytes already (no ggml type stores values as uint8)
+        return values
+    from .quants import encode
+    try:
+        raw = encode(values, t.type)
+    except NotImplementedError as e:
+        raise CompileError(f"weight {t.name!r}: cannot encode values as {t.type.name} yet ({e})") from None
+    return np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
+
+
+# --- graphs, copies and weights ------------------------------------------------------------
+
+def _as_graph(graph_or_path: "Graph | PathLike") -> tuple[Graph, str | None]:
+    """The graph and the file it came from (None when given in memory)."""
+    if isinstance(graph_or_path, Graph):
+        return graph_or_path, None
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        from graphc.frontends.registry import load_graph
+        path = os.fspath(graph_or_path)
+        return load_graph(path), path
+    raise CompileError(f"compile() takes a Graph or a path to a graph file, got {type(graph_or_path).__name__}")
+
+
+def clone_graph(graph: Graph) -> Graph:
+    """A copy whose tensors can be changed (data arrays are shared, never copied)."""
+    new: dict[int, Tensor] = {id(t): dataclasses.replace(t, params=dict(t.params)) for t in graph.tensors()}
+    for t in new.values():
+        t.src = tuple(None if s is None else new.get(id(s), s) for s in t.src)
+        if t.view_src is not None:
+            t.view_src = new.get(id(t.view_src), t.view_src)
+    return Graph(graph.name, [new[id(t)] for t in graph.leafs], [new[id(t)] for t in graph.nodes])
+
+
+def _load_npz(path: str) -> Mapping[str, np.ndarray]:
+    return np.load(path, allow_pickle=False)
+
+
+def _load_npy(path: str) -> Mapping[str, np.ndarray]:
+    # a lone array is named after the file: w1.npy holds the tensor "w1"
+    return {os.path.splitext(os.path.basename(path))[0]: np.load(path, mmap_mode="r", allow_pickle=False)}
+
+
+# Weight file readers by extension: path -> {tensor name: array}. GGUF and safetensors join here later.
+WEIGHT_LOADERS: dict[str, Callable[[str], Mapping[str, np.ndarray]]] = {".npz": _load_npz, ".npy": _load_npy}
+
+
+def load_weights_file(path: PathLike) -> Mapping[str, np.ndarray]:
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    loader = WEIGHT_LOADERS.get(ext)
+    if loader is None:
+        raise CompileError(f"weights file {path}: format {ext or '(no extension)'!r} is not supported yet "
+                           f"(supported: {', '.join(sorted(WEIGHT_LOADERS))})")
+    if not os.path.isfile(path):
+        raise CompileError(f"weights file {path}: no such file")
+    try:
+        return loader(path)
+    except (OSError, ValueError) as e:
+        raise CompileError(f"weights file {path}: cannot read it ({e})") from None
+
+
+def _weight_ref_value(t: Tensor, ref: WeightRef, base_dir: str, cache: dict[str, Mapping]) -> Any:
+    path = ref.file if os.path.isabs(ref.file) else os.path.join(base_dir, ref.file)
+    if path not in cache:
+        cache[path] = load_weights_file(path)
+    table = cache[path]
+    if os.path.splitext(path)[1].lower() == ".npy":
+        return next(iter(table.values()))
+    if ref.tensor not in table:
+        keys = sorted(table)
+        shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
+        raise CompileError(f"weight {t.name!r}: {path} has no array {ref.tensor!r} (it has: {shown or 'none'})")
+    return table[ref.tensor]
+
+
+def _needs_data(t: Tensor) -> bool:
+    return not t.has(Flag.INPUT) and not t.has(Flag.STATE)
+
+
+def bind_weights(graph: Graph, weights: Weights, base_dir: str) -> set[int]:
+    """Give every non-input leaf its data (see the module doc for the order). Changes `graph`'s
+    leafs in place; returns the ids of the leafs whose data lives in memory (weights arg or own data)."""
+    given: Mapping[str, Any] = {}
+    strict = True
+    if isinstance(weights, (str, os.PathLike)):
+        given, strict = load_weights_file(weights), False   # a file may hold other arrays too
+    elif weights is not None:
+        if not isinstance(weights, Mapping):
+            raise CompileError(f"weights must be a dict of name -> array or a path, got {type(weights).__name__}")
+        given = weights
+    leafs = {t.name: t for t in graph.leafs}
+    if strict:
+        for name in given:
+            t = leafs.get(name)
+            if t is None:
+                weighty = [n for n, lt in leafs.items() if not lt.has(Flag.INPUT)]
+                raise CompileError(f"weights: the graph has no leaf named {name!r} (weights it takes: "
+                                   f"{', '.join(map(repr, weighty)) or 'none'})")
+    in_memory: set[int] = set()
+    cache: dict[str, Mapping] = {}
+    missing: list[Tensor] = []
+    for t in graph.leafs:
+        if t.name in given:
+            if t.has(Flag.INPUT):
+                if strict:
+                    raise CompileError(f"weights: {t.name!r} is an input; give it to run() instead")
+                continue
+            t.data = encode_leaf(to_tensor_values(given[t.name], t, "weight", CompileError), t)
+            in_memory.add(id(t))
+        elif t.data is not None:
+            in_memory.add(id(t))
+        elif t.weight is not None and _needs_data(t):
+            t.data = encode_leaf(to_tensor_values(_weight_ref_value(t, t.weight, base_dir, cache), t, "weight",
+                                                  CompileError), t)
+        elif _needs_data(t):
+            missing.append(t)
+    if missing:
+        listed = ", ".join(f"{t.name!r} {t.shape} {t.type.name}" for t in missing)
+        raise CompileError(f"missing weights for {len(missing)} leaf(s): {listed}; pass weights= "
+                           "(a dict or an .npz file) or bind them in the graph")
+    return in_memory
+
+
+def _check_quantize(quantize: str | None) -> None:
+    if quantize is None:
+        return
+    try:
+        t = get_type(quantize)
+    except ValueError:
+        t = None
+    if t is None or not (t.is_quantized or t.name in ("f16", "bf16")):
+        raise CompileError(f"quantize={quantize!r} is not a quantized type (e.g. q4_0, q8_0, q4_K, f16)")
+    raise CompileError(f"quantize={t.name!r}: re-quantizing weights at compile time is not implemented yet")
+
+
+# --- the compiled module ---------------------------------------------------------------------
+
+class Module:
+    """A graph compiled for one target: run it with numpy arrays; state persists between runs."""
+
+    def __init__(self, graph: Graph, executable: Any, target: str, target_opts: dict[str, Any],
+                 in_memory: set[int], source: str | None = None):
+        self.graph = graph
+        self.target = target
+        self.target_opts = dict(target_opts)
+        self.source = source                     # the graph file it was compiled from, if any
+        self._exe = executable
+        self._in_memory = in_memory
+        self._inputs = {t.name: t for t in graph.inputs}
+        self._outputs = [t for t in graph.nodes + graph.leafs if t.has(Flag.OUTPUT)]
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [TensorInfo.of(t) for t in self._inputs.values()]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [TensorInfo.of(t) for t in self._outputs]
+
+    @property
+    def state(self) -> list[TensorInfo]:
+        return [TensorInfo.of(t) for t in self.graph.state]
+
+    def __repr__(self) -> str:
+        return (f"Module({self.graph.name!r}, target={self.target!r}, inputs=[{', '.join(map(str, self.inputs))}], "
+                f"outputs=[{', '.join(map(str, self.outputs))}])")
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> list[tuple[Tensor, np.ndarray]]:
+        if not isinstance(inputs, Mapping):
+            raise RunError(f"run() takes a dict of input name -> array, got {type(inputs).__name__}")
+        expected = ", ".join(map(str, self.inputs)) or "none"
+        unknown = [n for n in inputs if n not in self._inputs]
+        if unknown:
+            n = unknown[0]
+            try:
+                other = self.graph.get(n) if isinstance(n, str) else None
+            except KeyError:
+                other = None
+            why = " (it is a tensor of the graph but not an input)" if other is not None else ""
+            raise RunError(f"unknown input {n!r}{why}; the inputs are: {expected}")
+        missing = [n for n in self._inputs if n not in inputs]
+        if missing:
+            raise RunError(f"missing input(s) {', '.join(map(repr, missing))}; every run needs all inputs: {expected}")
+        return [(t, to_tensor_values(inputs[n], t, "input", RunError)) for n, t in self._inputs.items()]
+
+    def run(self, inputs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Run once. inputs: {input name: array}; returns {output name: array in the output's numpy shape}."""
+        for t, values in self._check_inputs(inputs if inputs is not None else {}):
+            self._exe.write(t, values)
+        self._exe.run()
+        return {t.name: self.read(t) for t in self._outputs}
+
+    def read(self, t: "Tensor | str") -> np.ndarray:
+        """The current contents of an output or state tensor, in numpy shape and value dtype."""
+        if isinstance(t, str):
+            try:
+                t = self.graph.get(t)
+            except KeyError as e:
+                raise RunError(str(e.args[0])) from None
+        arr = np.asarray(self._exe.read(t))
+        return np.array(arr, dtype=value_dtype(t)).reshape(t.shape)
+
+    def reset_state(self) -> None:
+        """Put every state tensor back to its initial contents (its leaf data, else zeros)."""
+        self._exe.reset_state()
+        for t in self.graph.state:
+            if t.data is not None:
+                self._exe.write(t, np.asarray(t.data, dtype=np.uint8).reshape(-1))
+
+    def save(self, directory: PathLike) -> str:
+        """Write a self-describing artifact directory; graphc.load(directory) restores the module."""
+        return save_artifact(self, os.fspath(directory))
+
+
+def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, weights: Weights = None,
+            quantize: str | None = None, **target_opts: Any) -> Module:
+    """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module."""
+    from graphc.targets import get_target
+    graph, path = _as_graph(graph_or_path)
+    target_mod = get_target(target)
+    _check_quantize(quantize)
+    g = verify(clone_graph(graph))
+    base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    in_memory = bind_weights(g, weights, base_dir)
+    return _finish(g, target, target_mod, target_opts, in_memory, path)
+
+
+def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any], in_memory: set[int],
+            source: str | None) -> Module:
+    for n in g.nodes:
+        if n.op == "custom":
+            get_custom_op(n.params["fn"])   # CompileError if unregistered
+    try:
+        exe = target_mod.compile(g, **target_opts)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise CompileError(f"target {target!r}: bad option ({e})") from None
+        raise
+    except NotImplementedError as e:
+        raise CompileError(f"target {target!r} cannot compile this graph: {e}") from None
+    return Module(g, exe, target, target_opts, in_memory, source)
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _role(t: Tensor) -> str:
+    for flag, role in ((Flag.INPUT, "input"), (Flag.STATE, "state"), (Flag.PARAM, "param"), (Flag.OUTPUT, "output")):
+        if t.has(flag):
+            return role
+    return "leaf" if t.is_leaf else "node"
+
+
+def save_artifact(module: Module, directory: str) -> str:
+    from graphc.frontends.graph_text import dump
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CompileError(f"cannot save to {directory}: it exists and is not a directory")
+    if os.path.isdir(directory) and os.listdir(directory) and not os.path.exists(os.path.join(directory, MANIFEST)):
+        raise CompileError(f"cannot save to {directory}: it is a non-empty directory that is not a graphc artifact")
+    try:
+        json.dumps(module.target_opts)
+    except TypeError:
+        raise CompileError(f"cannot save: target options {module.target_opts} are not JSON data") from None
+    os.makedirs(directory, exist_ok=True)
+    manifest_path = os.path.join(directory, MANIFEST)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)      # a half-written artifact never looks complete
+
+    # The saved graph carries no data: in-memory leaf data goes to weights.npz by leaf index (names are
+    # free text and need not be unique); file bindings stay bindings, made absolute.
+    g = clone_graph(module.graph)
+    arrays: dict[str, np.ndarray] = {}
+    weights_table = []
+    for i, t in enumerate(g.leafs):
+        if t.data is not None and id(module.graph.leafs[i]) in module._in_memory:
+            key = f"leaf_{i}"
+            arrays[key] = np.ascontiguousarray(t.data).view(np.uint8).reshape(-1)
+            weights_table.append({"key": key, "leaf": i, "name": t.name, "type": t.type.name, "ne": list(t.ne),
+                                  "nbytes": int(t.nbytes)})
+        if t.weight is not None:
+            src_dir = os.path.dirname(os.path.abspath(module.source)) if module.source else os.getcwd()
+            f = t.weight.file if os.path.isabs(t.weight.file) else os.path.join(src_dir, t.weight.file)
+            t.weight = WeightRef(os.path.abspath(f), t.weight.tensor)
+        t.data = None
+    files = [GRAPH_FILE]
+    dump(g, os.path.join(directory, GRAPH_FILE))
+    if arrays:
+        np.savez(os.path.join(directory, WEIGHTS_FILE), **arrays)
+        files.append(WEIGHTS_FILE)
+    elif os.path.exists(os.path.join(directory, WEIGHTS_FILE)):
+        os.remove(os.path.join(directory, WEIGHTS_FILE))
+    manifest = {
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_VERSION,
+        "graphc_version": _graphc_version(),
+        "target": module.target,
+        "target_options": module.target_opts,
+        "graph_name": module.graph.name,
+        "graph_file": GRAPH_FILE,
+        "weights_file": WEIGHTS_FILE if arrays else None,
+        "source": os.path.basename(module.source) if module.source else None,
+        "files": {f: {"sha256": _sha256(os.path.join(directory, f)),
+                      "bytes": os.path.getsize(os.path.join(directory, f))} for f in files},
+        "tensors": [{"name": t.name, "role": _role(t), "type": t.type.name, "ne": list(t.ne),
+                     "shape": list(t.shape), "dtype": str(value_dtype(t))}
+                    for t in module.graph.tensors() if t.flags & (Flag.INPUT | Flag.OUTPUT | Flag.PARAM | Flag.STATE)],
+        "weights": weights_table,
+        "external_weights": [{"leaf": i, "name": t.name, "file": t.weight.file, "tensor": t.weight.tensor}
+                             for i, t in enumerate(g.leafs) if t.weight is not None and f"leaf_{i}" not in arrays],
+    }
+    tmp = manifest_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, manifest_path)
+    return directory
+
+
+def _graphc_version() -> str:
+    from graphc import __version__
+    return __version__
+
+
+def _damaged(path: str, msg: str) -> ParseError:
+    return ParseError(f"damaged or unreadable artifact: {msg}", path)
+
+
+def load(directory: PathLike, target: str | None = None, **target_opts: Any) -> Module:
+    """Restore a module saved with Module.save (checking content hashes). `target` and options
+    default to the ones it was compiled with."""
+    from graphc.frontends.graph_text import load as load_text
+    from graphc.targets import get_target
+    directory = os.fspath(directory)
+    manifest_path = os.path.join(directory, MANIFEST)
+    if not os.path.isdir(directory):
+        raise ParseError("no such artifact directory" if not os.path.exists(directory) else
+                         "not a directory (graph files are compiled with graphc.compile)", directory)
+    if not os.path.isfile(manifest_path):
+        raise _damaged(directory, f"no {MANIFEST} (not a graphc artifact, or saving did not finish)")
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            m = json.load(f)
+    except (OSError, ValueError) as e:
+        raise _damaged(manifest_path, f"manifest is not valid JSON ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != ARTIFACT_FORMAT:
+        raise _damaged(manifest_path, f"not a {ARTIFACT_FORMAT} manifest")
+    ver = m.get("format_version")
+    if not isinstance(ver, int) or ver > ARTIFACT_VERSION or ver < 1:
+        raise ParseError(f"artifact format version {ver!r} is not supported (this graphc reads 1..{ARTIFACT_VERSION})",
+                         manifest_path)
+    try:
+        files: dict = m["files"]
+        graph_file, weights_file = m["graph_file"], m["weights_file"]
+        for name, info in files.items():
+            p = os.path.join(directory, os.path.basename(name))
+            if not os.path.isfile(p):
+                raise _damaged(directory, f"{name} is missing")
+            if _sha256(p) != info["sha256"]:
+                raise _damaged(p, "content hash does not match the manifest (the file was changed or truncated)")
+        if graph_file not in files or (weights_file is not None and weights_file not in files):
+            raise _damaged(manifest_path, "the manifest does not list hashes for its graph/weights files")
+        graph = load_text(os.path.join(directory, os.path.basename(graph_file)))
+        data: dict[int, np.ndarray] = {}
+        if weights_file is not None:
+            with np.load(os.path.join(directory, os.path.basename(weights_file)), allow_pickle=False) as z:
+                for w in m["weights"]:
+                    i = int(w["leaf"])
+                    if not 0 <= i < len(graph.leafs) or graph.leafs[i].name != w["name"]:
+                        raise _damaged(manifest_path, f"weight table entry {w['name']!r} does not match the graph")
+                    data[i] = np.array(z[w["key"]], dtype=np.uint8).reshape(-1)
+        for t in m["tensors"]:
+            if t["name"] not in graph:
+                raise _damaged(manifest_path, f"tensor {t['name']!r} of the manifest is not in the graph")
+        saved_target, saved_opts = m["target"], dict(m.get("target_options") or {})
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as e:
+        raise _damaged(manifest_path, f"bad or missing entry ({type(e).__name__}: {e})") from None
+    tname = target or saved_target
+    opts = {**saved_opts, **target_opts} if target is None or target == saved_target else dict(target_opts)
+    target_mod = get_target(tname)
+    g = verify(graph)
+    for i, raw in data.items():
+        t = g.leafs[i]
+        if raw.size != t.nbytes:
+            raise _damaged(manifest_path, f"weight {t.name!r} holds {raw.size} bytes, the tensor needs {t.nbytes}")
+        t.data = raw
+    in_memory = bind_weights(g, None, directory)
+    return _finish(g, tname, target_mod, opts, in_memory, os.path.join(directory, GRAPH_FILE))

@@ -1,0 +1,354 @@
+"""The graphc command line: compile, run, inspect and convert graphs.
+
+Errors print one line, `graphc: error: ...`, and exit 1 (2 for bad usage); --debug shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import textwrap
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from .errors import GraphcError
+from .ir import Flag, Graph, Tensor
+from graphc.targets import DEFAULT_TARGET
+
+if TYPE_CHECKING:
+    from .api import Module
+
+PROG = "graphc"
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _examples(text: str) -> str:
+    return "examples:\n" + textwrap.indent(textwrap.dedent(text).strip("\n"), "  ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    p = _Parser(prog=PROG, formatter_class=_formatter, parents=[common],
+                description="graphc compiles exported ggml-style computation graphs into runnable kernels.",
+                epilog=_examples("""
+                    graphc inspect model.graph
+                    graphc compile model.graph -o model.out --weights model.npz
+                    graphc run model.out --random-inputs --seed 1 -o result.npz
+                    graphc run model.graph --weights model.npz --inputs x=x.npy
+                    graphc convert model.graph -o copy.graph
+                """))
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    c = sub.add_parser("compile", parents=[common], formatter_class=_formatter,
+                       help="compile a graph into an artifact directory",
+                       description="Compile GRAPH for a target and write a self-describing artifact directory "
+                                   "(manifest.json, the graph, in-memory weights).",
+                       epilog=_examples("""
+                           graphc compile mlp.graph -o mlp.out
+                           graphc compile mlp.graph -o mlp.out --weights mlp.npz --target ref
+                       """))
+    c.add_argument("graph", metavar="GRAPH", help="graph file (.graph text)")
+    c.add_argument("-o", "--output", metavar="DIR", required=True, help="artifact directory to write")
+    _target_args(c)
+    c.add_argument("--quantize", metavar="TYPE", help="re-quantize weights to TYPE (e.g. q4_0, q8_0)")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", parents=[common], formatter_class=_formatter,
+                       help="run a graph or a compiled artifact once",
+                       description="Run a graph file (compiled on the fly) or an artifact directory once and "
+                                   "print a short summary of each output.",
+                       epilog=_examples("""
+                           graphc run mlp.out --random-inputs --seed 7
+                           graphc run mlp.graph --weights mlp.npz --inputs in.npz -o out.npz
+                           graphc run mlp.graph --weights mlp.npz --inputs x=x.npy ids=ids.npy
+                       """))
+    r.add_argument("graph", metavar="GRAPH_OR_ARTIFACT", help="graph file or artifact directory")
+    r.add_argument("--inputs", metavar="SRC", nargs="+", default=[],
+                   help="inputs: an .npz file with one array per input name, and/or NAME=FILE.npy pairs")
+    r.add_argument("--random-inputs", action="store_true",
+                   help="fill inputs not given with --inputs with random values")
+    r.add_argument("--seed", type=int, help="seed for --random-inputs (default: a fresh one, printed)")
+    r.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
+    _target_args(r, default_target=None)
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("inspect", parents=[common], formatter_class=_formatter,
+                       help="show a graph's tensors, ops and memory by role",
+                       description="Print the tensors table, the op histogram and the bytes by role "
+                                   "(inputs, outputs, params, state, intermediates) of a graph.",
+                       epilog=_examples("""
+                           graphc inspect attn.graph
+                           graphc inspect mlp.out          (an artifact directory)
+                       """))
+    i.add_argument("graph", metavar="GRAPH", help="graph file or artifact directory")
+    i.set_defaults(func=cmd_inspect)
+
+    v = sub.add_parser("convert", parents=[common], formatter_class=_formatter,
+                       help="convert a graph between file formats",
+                       description="Read a graph in any readable format and write it in the format named by "
+                                   "OUT's extension (writable now: .graph).",
+                       epilog=_examples("""
+                           graphc convert model.graph -o model2.graph
+                       """))
+    v.add_argument("input", metavar="IN", help="graph file to read")
+    v.add_argument("-o", "--output", metavar="OUT", required=True, help="graph file to write")
+    v.set_defaults(func=cmd_convert)
+    return p
+
+
+def _target_args(p: argparse.ArgumentParser, default_target: str | None = DEFAULT_TARGET) -> None:
+    p.add_argument("--target", default=default_target, metavar="NAME",
+                   help="target to compile for (default: ref" + (", or the artifact's own" if default_target is None else "")
+                        + f"; known: {', '.join(_targets()) or 'none'})")
+    p.add_argument("--weights", metavar="FILE", help="weights file (.npz with one array per weight name, or .npy)")
+    p.add_argument("--opt", metavar="KEY=VALUE", action="append", default=[],
+                   help="target option (VALUE is read as JSON when it parses, else as text); repeatable")
+
+
+def _targets() -> list[str]:
+    from graphc.targets import available_targets
+    return available_targets()
+
+
+def _version() -> str:
+    from graphc import __version__
+    return __version__
+
+
+def _target_opts(items: Sequence[str]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.isidentifier():
+            raise UsageError(f"--opt needs KEY=VALUE, got {item!r}")
+        try:
+            opts[key] = json.loads(val)
+        except ValueError:
+            opts[key] = val
+    return opts
+
+
+def _show(name: str, width: int = 0) -> str:
+    """A tensor name safe for a terminal (names are free text)."""
+    s = name if name.isprintable() and name.strip() == name and name else repr(name)
+    if width and len(s) > width:
+        s = s[:width - 1] + "…"
+    return s
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import graphc
+    m = graphc.compile(args.graph, target=args.target, weights=args.weights, quantize=args.quantize,
+                       **_target_opts(args.opt))
+    m.save(args.output)
+    print(f"compiled {_show(m.graph.name or os.path.basename(args.graph))} for {m.target} -> {args.output} "
+          f"({len(m.graph.nodes)} nodes, {len(m.inputs)} inputs, {len(m.outputs)} outputs)")
+    return 0
+
+
+def _open_module(args: argparse.Namespace) -> "Module":
+    import graphc
+    opts = _target_opts(args.opt)
+    if os.path.isdir(args.graph):
+        if args.weights:
+            raise UsageError("--weights is for graph files; an artifact directory holds its own weights")
+        return graphc.load(args.graph, target=args.target, **opts)
+    return graphc.compile(args.graph, target=args.target or DEFAULT_TARGET, weights=args.weights, **opts)
+
+
+def _read_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for item in items:
+        name, eq, path = item.rpartition("=")
+        path = path if eq else item
+        if not os.path.isfile(path):
+            raise GraphcError(f"input file {path}: no such file")
+        try:
+            if eq:
+                out[name] = np.load(path, allow_pickle=False)
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    if not hasattr(z, "files"):
+                        raise UsageError(f"--inputs {item}: a bare file must be an .npz; use NAME={item} for .npy")
+                    out.update({k: z[k] for k in z.files})
+        except (OSError, ValueError) as e:
+            raise GraphcError(f"input file {path}: cannot read it ({e})") from None
+    return out
+
+
+def _int_bound(graph: Graph, t: Tensor) -> int:
+    """Upper bound for random integer inputs: row indices must stay inside the tables they index."""
+    bound = 16
+    for n in graph.nodes:
+        if n.op == "get_rows" and len(n.src) > 1 and n.src[1] is t:
+            bound = min(bound, n.src[0].ne[1])
+    return max(bound, 1)
+
+
+def random_inputs(module: "Module", seed: int) -> dict[str, np.ndarray]:
+    """Standard-normal floats; integers in [0, bound) so that row indices stay valid."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for t in module.graph.inputs:
+        if t.type.is_int:
+            out[t.name] = rng.integers(0, _int_bound(module.graph, t), size=t.shape).astype(t.type.np_dtype)
+        else:
+            out[t.name] = rng.standard_normal(t.shape).astype(np.float32)
+    return out
+
+
+def _summary(name: str, a: np.ndarray) -> str:
+    head = f"  {_show(name, 40):40s} {str(a.shape):16s} {str(a.dtype):8s}"
+    if a.size == 0:
+        return head + " (empty)"
+    finite = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
+    if not finite.any():
+        return head + " (no finite values)"
+    v = a[finite].astype(np.float64)
+    tail = f" min {v.min():.6g}  max {v.max():.6g}  mean {v.mean():.6g}"
+    if not finite.all():
+        tail += f"  ({int((~finite).sum())} non-finite)"
+    return head + tail
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.seed is not None and not args.random_inputs:
+        raise UsageError("--seed goes with --random-inputs")
+    m = _open_module(args)
+    given = _read_inputs(args.inputs)
+    inputs: dict[str, np.ndarray] = {}
+    if args.random_inputs:
+        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+        inputs = random_inputs(m, seed)
+        print(f"random inputs, seed {seed}")
+    inputs.update(given)
+    missing = [t.name for t in m.graph.inputs if t.name not in inputs]
+    if missing and not given:
+        raise UsageError(f"the graph needs inputs ({', '.join(map(_show, missing))}): "
+                         "give --inputs or --random-inputs")
+    outputs = m.run(inputs)
+    print(f"{len(outputs)} output(s) of {_show(m.graph.name or args.graph)} on {m.target}:")
+    for name, a in outputs.items():
+        print(_summary(name, a))
+    if args.output:
+        np.savez(args.output, **outputs)
+        print(f"saved outputs to {args.output}")
+    return 0
+
+
+def _role(t: Tensor) -> str:
+    if t.has(Flag.INPUT):
+        return "inputs"
+    if t.has(Flag.STATE):
+        return "state"
+    if t.is_leaf:
+        return "params"
+    if t.has(Flag.OUTPUT):
+        return "outputs"
+    return "intermediates"
+
+
+def _flags(t: Tensor) -> str:
+    names = [n for f, n in ((Flag.INPUT, "in"), (Flag.OUTPUT, "out"), (Flag.PARAM, "param"), (Flag.STATE, "state"))
+             if t.has(f)]
+    return ",".join(names) or "-"
+
+
+def _load_for_inspect(path: str) -> Graph:
+    from graphc.frontends.registry import load_graph
+    if os.path.isdir(path):
+        from .api import GRAPH_FILE, MANIFEST
+        if not os.path.isfile(os.path.join(path, MANIFEST)):
+            raise GraphcError(f"{path}: a directory that is not a graphc artifact")
+        path = os.path.join(path, GRAPH_FILE)
+    return load_graph(path)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    g = _load_for_inspect(args.graph)
+    print(f"graph {_show(g.name) if g.name else '(unnamed)'}: {len(g.leafs)} leafs, {len(g.nodes)} nodes")
+    rows = [("#", "name", "op", "type", "ne", "flags", "sources")]
+    for i, t in enumerate(g.tensors()):
+        op = t.op if t.op not in ("unary", "glu", "custom") else f"{t.op}:{t.params.get('op', t.params.get('fn'))}"
+        srcs = ", ".join(_show(s.name, 20) for s in t.src if s is not None)
+        kind = f"L{i}" if t.is_leaf else f"N{i - len(g.leafs)}"
+        rows.append((kind, _show(t.name, 32), op, t.type.name, "[" + ", ".join(map(str, t.ne)) + "]", _flags(t), srcs))
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    print("ops:")
+    for op, n in g.op_histogram().items():
+        print(f"  {op:24s} {n}")
+    by_role: dict[str, int] = {k: 0 for k in ("inputs", "outputs", "params", "state", "intermediates")}
+    for t in g.tensors():
+        if not t.is_view:     # a view aliases its source's memory
+            by_role[_role(t)] += t.nbytes
+    print("bytes by role (views alias other tensors and count nothing):")
+    for role, n in by_role.items():
+        print(f"  {role:14s} {n:12,d}")
+    print(f"  {'total':14s} {sum(by_role.values()):12,d}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from graphc.frontends.registry import load_graph, save_graph
+    g = load_graph(args.input)
+    save_graph(g, args.output)
+    print(f"wrote {args.output} ({len(g.leafs)} leafs, {len(g.nodes)} nodes)")
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "command", None) is None:
+            raise UsageError(f"no command given (one of compile, run, inspect, convert; see '{PROG} --help')")
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except (GraphcError, OSError) as e:
+        if debug:
+            raise
+        msg = str(e) if not isinstance(e, OSError) else f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+        print(f"{PROG}: error: {' '.join(msg.split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in graphc: still one line, the traceback with --debug
+        if debug:
+            raise
+        print(f"{PROG}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The reference target: a numpy interpreter of graphc graphs with ggml's semantics. The oracle.
+
+Memory is ggml's: every root tensor owns a zeroed byte buffer and views alias it (see memory.py).
+Nodes run in graph order; each computes from its sources' current values and stores its result into
+its own memory, converted to its type. Op families: elementwise.py, reduce.py, matmul.py,
+attention.py, rwkv.py, shape.py.
+
+Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); gelu_table = False | True
+(see elementwise.py).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphc.custom import get_custom_op
+from graphc.errors import CompileError, RunError
+from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
+from graphc.ops import OPS
+
+from . import attention, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
+from .memory import Memory
+from .registry import IMPLS
+
+__all__ = ["RefExecutable", "compile", "evaluate"]
+
+_OPTIONS = {"quant_matmul": matmul.MODES, "gelu_table": (False, True)}
+
+
+class Context:
+    """What an op implementation sees: the memory and the options."""
+
+    def __init__(self, mem: Memory, opts: dict[str, Any]):
+        self.mem, self.opts = mem, opts
+
+    def load(self, t: Tensor) -> np.ndarray:
+        return self.mem.load(t)
+
+
+class RefExecutable:
+    def __init__(self, graph: Graph, *, quant_matmul: str = "ggml", gelu_table: bool = False):
+        self.graph = graph
+        opts = {"quant_matmul": quant_matmul, "gelu_table": gelu_table}
+        for k, v in opts.items():
+            if v not in _OPTIONS[k]:
+                raise CompileError(f"ref target: option {k}={v!r} is not one of {_OPTIONS[k]}")
+        for n in graph.nodes:
+            if n.op not in IMPLS:
+                raise CompileError(f"ref target: op {n.op!r} (tensor {n.name!r}) is not implemented")
+            if n.op == "custom":
+                get_custom_op(n.params["fn"])          # CompileError when not registered
+        self.mem = Memory(graph)
+        self._ctx = Context(self.mem, opts)
+        for t in graph.leafs:
+            if t.data is not None:
+                data = np.asarray(t.data).reshape(-1).view(np.uint8)
+                if data.size != t.nbytes:
+                    raise CompileError(f"leaf {t.name!r} holds {data.size} bytes of data, it needs {t.nbytes}")
+                self.mem.byte_span(t)[...] = data
+
+    # --- data in and out ---------------------------------------------------------------------
+    def write(self, t: Tensor, values: np.ndarray) -> None:
+        """Set t's contents: numpy-order values (full 4-D or t.shape), or raw ggml bytes (uint8, t.nbytes)."""
+        values = np.asarray(values)
+        if values.dtype == np.uint8:
+            if values.size != t.nbytes:
+                raise RunError(f"tensor {t.name!r}: raw data must be {t.nbytes} bytes, got {values.size}")
+            self.mem.byte_span(t)[...] = values.reshape(-1)
+            return
+        full = full_numpy_shape(t.ne)
+        if values.shape not in (full, t.shape):
+            raise RunError(f"tensor {t.name!r}: values of shape {values.shape} do not fit numpy shape {t.shape}")
+        if t.type.is_int and values.dtype.kind not in "iub":
+            raise RunError(f"tensor {t.name!r} is {t.type.name}; got {values.dtype} values")
+        if values.dtype.kind not in "iubf":
+            raise RunError(f"tensor {t.name!r}: cannot store {values.dtype} values")
+        if values.dtype.kind == "f" and values.dtype != np.float32 and t.type.name != "f64":
+            values = values.astype(np.float32)          # as ggml: floats are f32 before conversion
+        self.mem.store(t, values.reshape(full))
+
+    def read(self, t: Tensor) -> np.ndarray:
+        """t's contents, numpy order 4-D: the stored dtype (f16 as float16); bf16 and block types as float32."""
+        return self.mem.read(t)
+
+    # --- running -----------------------------------------------------------------------------
+    def run(self) -> None:
+        for n in self.graph.nodes:
+            try:
+                out = IMPLS[n.op](self._ctx, n)
+            except (RunError, CompileError):
+                raise
+            except Exception as e:  # a numpy failure inside an op: name the tensor
+                raise RunError(f"ref target: op {n.op!r} of tensor {n.name!r} failed: {type(e).__name__}: {e}") from e
+            if out is not None:
+                self.mem.store(n, out)
+
+    def reset_state(self) -> None:
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                self.mem.buffer(t)[...] = 0
+
+
+def compile(graph: Graph, **opts: Any) -> RefExecutable:
+    return RefExecutable(graph, **opts)
+
+
+def evaluate(graph: Graph, leaf_values: dict[str, np.ndarray], **opts: Any) -> dict[str, np.ndarray]:
+    """Test convenience: write leafs by name, run once, return every node's value (4-D) by name."""
+    ex = RefExecutable(graph, **opts)
+    for name, v in leaf_values.items():
+        t = graph.get(name)
+        if not t.is_leaf:
+            raise RunError(f"{name!r} is a node, not a leaf")
+        ex.write(t, v)
+    ex.run()
+    return {n.name: ex.read(n) for n in graph.nodes}

@@ -1,0 +1,160 @@
+"""ggml's memory model in numpy: one zeroed byte buffer per root tensor, views read and write it in place.
+
+A root (a leaf, or a node that is not a view) owns `root.nbytes` bytes. Every tensor, root or view, is
+seen through numpy strides over its root's buffer at `view_offs`, with its own ne/nb, exactly as ggml
+addresses memory. So a cpy into a view of a state leaf changes that leaf, and later views see it.
+
+Values move in two representations:
+- compute values: numpy order (ne3, ne2, ne1, ne0); float32 for f32/f16/bf16/quantized types, the
+  natural dtype for i8..i64 and f64 (ggml computes every float op in f32);
+- stored values: what the bytes hold (f16 as float16 ...; bf16 and quantized are decoded to float32).
+Plain types are converted here (numpy's f32->f16 cast rounds to nearest even, like ggml's
+GGML_FP32_TO_FP16); block formats go through graphc.quants.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import quants
+from graphc.errors import CompileError, RunError
+from graphc.ir import Graph, Tensor, full_numpy_shape
+from graphc.types import GGMLType
+
+
+def root_of(t: Tensor) -> Tensor:
+    return t.view_src if t.view_src is not None else t
+
+
+def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """ggml_compute_fp32_to_bf16: round to nearest even; NaN stays a (quiet) NaN."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((u + (0x7FFF + ((u >> 16) & 1))) >> 16).astype(np.uint16)
+    nan = ((u >> 16) | 64).astype(np.uint16)
+    return np.where(np.isnan(x), nan, rounded)
+
+
+def compute_dtype(t: GGMLType) -> np.dtype:
+    if t.np_dtype is None or t.name in ("f32", "f16"):
+        return np.dtype(np.float32)
+    return np.dtype(t.np_dtype)
+
+
+class Memory:
+    """The byte buffers of every root tensor of a graph, and strided access to any tensor."""
+
+    def __init__(self, graph: Graph):
+        self.bufs: dict[int, np.ndarray] = {}
+        for t in graph.tensors():
+            r = root_of(t)
+            if id(r) not in self.bufs:
+                self.bufs[id(r)] = np.zeros(r.nbytes, dtype=np.uint8)
+            if t.is_view:
+                self._check_bounds(t)
+
+    def _check_bounds(self, t: Tensor) -> None:
+        r = root_of(t)
+        if t.nelements and (t.view_offs < 0 or t.view_offs + t.nbytes > r.nbytes):
+            raise CompileError(f"tensor {t.name!r}: view of {r.name!r} at byte {t.view_offs} spans {t.nbytes} bytes, "
+                           f"past the {r.nbytes} bytes of its root")
+
+    # --- raw access ------------------------------------------------------------------------
+    def buffer(self, t: Tensor) -> np.ndarray:
+        return self.bufs[id(root_of(t))]
+
+    def _strided(self, t: Tensor, dtype, shape, strides) -> np.ndarray:
+        buf = self.buffer(t)
+        offs = t.view_offs if t.is_view else 0
+        if 0 in shape:
+            return np.zeros(shape, dtype=dtype)
+        return np.ndarray(shape, dtype=dtype, buffer=buf, offset=offs, strides=strides)
+
+    def elements(self, t: Tensor, dtype) -> np.ndarray:
+        """A writable numpy view of a blck==1 tensor's elements, numpy order, ggml's strides."""
+        return self._strided(t, dtype, full_numpy_shape(t.ne), tuple(reversed(t.nb)))
+
+    def rows_raw(self, t: Tensor) -> np.ndarray:
+        """A writable uint8 view (ne3, ne2, ne1, row_bytes) of a block-typed tensor's rows."""
+        row_bytes = t.type.row_bytes(t.ne[0])
+        if t.nb[0] != t.type.size:
+            raise RunError(f"tensor {t.name!r}: {t.type.name} blocks of a row must be adjacent (nb0 = {t.nb[0]})")
+        shape = (t.ne[3], t.ne[2], t.ne[1], row_bytes)
+        return self._strided(t, np.uint8, shape, (t.nb[3], t.nb[2], t.nb[1], 1))
+
+    def byte_span(self, t: Tensor) -> np.ndarray:
+        """The t.nbytes bytes from t's first byte (what ggml_backend_tensor_set/get move)."""
+        offs = t.view_offs if t.is_view else 0
+        return self.buffer(t)[offs:offs + t.nbytes]
+
+    # --- values --------------------------------------------------------------------------
+    def load(self, t: Tensor) -> np.ndarray:
+        """Compute values of t (a fresh array, numpy order, 4-D)."""
+        ty = t.type
+        if ty.name == "bf16":
+            return bf16_bits_to_f32(self.elements(t, np.uint16))
+        if ty.np_dtype is not None:
+            return self.elements(t, ty.np_dtype).astype(compute_dtype(ty), copy=True)
+        raw = self.rows_raw(t)
+        vals = quants.decode(np.ascontiguousarray(raw).reshape(-1), ty, t.ne[0])
+        return np.asarray(vals, dtype=np.float32).reshape(full_numpy_shape(t.ne))
+
+    def load_rows(self, t: Tensor, idx: tuple) -> np.ndarray:
+        """Compute values of the rows t[i3, i2, i1] for index arrays idx = (i3, i2, i1), decoding only those."""
+        ty = t.type
+        if ty.name == "bf16":
+            return bf16_bits_to_f32(self.elements(t, np.uint16)[idx])
+        if ty.np_dtype is not None:
+            return self.elements(t, ty.np_dtype)[idx].astype(compute_dtype(ty))
+        raw = np.ascontiguousarray(self.rows_raw(t)[idx])
+        vals = quants.decode(raw.reshape(-1), ty, t.ne[0])
+        return np.asarray(vals, dtype=np.float32).reshape(raw.shape[:-1] + (t.ne[0],))
+
+    def read(self, t: Tensor) -> np.ndarray:
+        """Stored values of t (numpy order, 4-D): f16 as float16, bf16 and block types as float32."""
+        if t.type.np_dtype is not None:
+            return self.elements(t, t.type.np_dtype).copy()
+        return self.load(t)
+
+    def store(self, t: Tensor, values: np.ndarray) -> None:
+        """Write values (broadcast to t's 4-D numpy shape) into t's memory, converting to t's type."""
+        shape = full_numpy_shape(t.ne)
+        values = np.broadcast_to(np.asarray(values), shape)
+        ty = t.type
+        if 0 in shape:
+            return
+        if ty.name == "bf16":
+            self.elements(t, np.uint16)[...] = f32_to_bf16_bits(values.astype(np.float32))
+        elif ty.np_dtype is not None:
+            self.elements(t, ty.np_dtype)[...] = cast_to(values, ty)
+        else:
+            raw = quants.encode(np.ascontiguousarray(values, dtype=np.float32), ty)
+            self.rows_raw(t)[...] = np.asarray(raw, dtype=np.uint8).reshape(shape[:3] + (-1,))
+
+    def store_rows(self, t: Tensor, idx: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray) -> None:
+        """Write whole rows: t[i3, i2, i1, :] = rows[k] for (i3, i2, i1) = idx[.][k]; other rows untouched
+        (re-encoding untouched quantized rows could change them)."""
+        ty = t.type
+        rows = np.asarray(rows)
+        if rows.shape[0] == 0:
+            return
+        if ty.name == "bf16":
+            self.elements(t, np.uint16)[idx] = f32_to_bf16_bits(rows.astype(np.float32))
+        elif ty.np_dtype is not None:
+            self.elements(t, ty.np_dtype)[idx] = cast_to(rows, ty)
+        else:
+            raw = quants.encode(np.ascontiguousarray(rows, dtype=np.float32), ty)
+            self.rows_raw(t)[idx] = np.asarray(raw, dtype=np.uint8).reshape(rows.shape[0], -1)
+
+
+def cast_to(values: np.ndarray, ty: GGMLType) -> np.ndarray:
+    dt = np.dtype(ty.np_dtype)
+    if dt.kind in "iu" and values.dtype.kind == "f":
+        # ggml converts float to int by C truncation; NaN/inf have no defined result, use 0
+        values = np.where(np.isfinite(values), values, 0)
+        return np.trunc(values).astype(dt)
+    if dt == np.float16 and values.dtype != np.float32:
+        values = values.astype(np.float32)   # round once from f32, as ggml does (never f64 -> f16 directly)
+    return values.astype(dt)
