@@ -634,9 +634,10 @@ def _bmm(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
 
 def _acc(terms: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """C's `for (b...) sumf += terms[b]` over axis 0 in f32, strictly in order."""
-    if start is not None:
-        terms = np.concatenate([start[None].astype(F32), terms.astype(F32)], axis=0)
-    return np.add.accumulate(terms.astype(F32), axis=0, dtype=F32)[-1]
+    acc = np.zeros(terms.shape[1:], F32) if start is None else start.astype(F32, copy=True)
+    for t in terms:
+        acc += t
+    return acc
 
 
 def _dot_q32(wt: str, w: dict, x: dict) -> np.ndarray:

@@ -898,7 +898,10 @@ _fa_case("flash_attn_ext-sinks", 16, 16, 3, 8, 4, 2, sinks=True)
 # ggml 0.15.3 switches kernels by size: >= 64 query rows take the tiled kernel (K/V converted to f32),
 # one query row over >= 512 keys the split-KV kernel (partials reduced at the end).
 _fa_case("flash_attn_ext-tiled", 16, 16, 64, 80, 2, 1)
-_fa_case("flash_attn_ext-tiled-f16kv", 16, 16, 64, 80, 2, 2, kv="f16", tol=1e-6)
+_fa_case("flash_attn_ext-tiled-f16kv", 16, 16, 64, 80, 2, 2, kv="f16", tol=1e-6, tol_ggml=1e-6,
+         why_ggml="ggml's tiled kernel keeps q in f32 with f16 K, ref rounds q to f16 as the one-row kernel does "
+                  "(observed NMSE up to ~6e-8)")
+_fa_case("flash_attn_ext-q8_0kv", 32, 32, 3, 10, 2, 1, kv="q8_0")   # ggml mode: q quantized to q8_0 too
 _fa_case("flash_attn_ext-split-kv", 16, 16, 1, 512, 2, 1)
 _fa_case("flash_attn_ext-split-kv-f16kv-sinks", 16, 16, 1, 512, 4, 2, kv="f16", sinks=True, tol=1e-6,
          tol_ggml=5e-4, why_ggml=_F16_KV_WHY + "; the f16 accumulator over 512 keys reaches ~2e-5, so ggml's own 5e-4")

@@ -12,6 +12,7 @@ import pickle
 import numpy as np
 import pytest
 
+from graphc.errors import CompileError
 from graphc.ir import full_numpy_shape
 from graphc.types import TYPES_BY_ID, get_type
 from op_cases import CASES, GGML_MODE, Case, compare, ggml_dequantize, ggml_type_id, prepare
@@ -23,15 +24,9 @@ pytestmark = pytest.mark.ggml
 GGML_CASES = [c for c in CASES if c.ggml is not None]
 
 # Known gaps in graphc (reported to the lead); strict, so each turns red once fixed.
-KNOWN_GAPS = {
-    "mul_mat-iq4_nl": "graphc.quants.mul_mat_quant (ref quant_matmul='ggml') does not support iq4_nl weights",
-    "mul_mat-iq4_xs": "graphc.quants.mul_mat_quant (ref quant_matmul='ggml') does not support iq4_xs weights",
-}
-
-
-def _param(c: Case):
-    reason = KNOWN_GAPS.get(c.id)
-    return pytest.param(c, id=c.id, marks=pytest.mark.xfail(strict=True, reason=reason) if reason else ())
+# Weight types whose ggml integer dot product ref does not implement: compiling in ggml mode must say so.
+UNSUPPORTED_GGML_MODE = {"mul_mat-iq4_nl": "iq4_nl", "mul_mat-iq4_xs": "iq4_xs"}
+SUPPORTED_CASES = [c for c in GGML_CASES if c.id not in UNSUPPORTED_GGML_MODE]
 
 
 def read_ggml(t) -> np.ndarray:
@@ -102,7 +97,14 @@ def in_child(fn):
     return val
 
 
-@pytest.mark.parametrize("c", [_param(c) for c in GGML_CASES])
+@pytest.mark.parametrize("c", [c for c in GGML_CASES if c.id in UNSUPPORTED_GGML_MODE], ids=lambda c: c.id)
+def test_unsupported_ggml_mode_is_a_compile_error(c: Case, rng):
+    fed = prepare(c, rng)
+    with pytest.raises(CompileError, match=UNSUPPORTED_GGML_MODE[c.id] + ".*quant_matmul='dequant'"):
+        run_ref(c, fed, GGML_MODE)
+
+
+@pytest.mark.parametrize("c", SUPPORTED_CASES, ids=lambda c: c.id)
 def test_op_vs_ggml(c: Case, rng):
     fed = prepare(c, rng)
     want = in_child(lambda: run_ggml(c, fed))

@@ -18,6 +18,7 @@ from graphc.custom import get_custom_op
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
 from graphc.ops import OPS
+from graphc.quants import MUL_MAT_TYPES
 
 from . import attention, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
 from .memory import Memory
@@ -50,6 +51,10 @@ class RefExecutable:
                 raise CompileError(f"ref target: op {n.op!r} (tensor {n.name!r}) is not implemented")
             if n.op == "custom":
                 get_custom_op(n.params["fn"])          # CompileError when not registered
+            w = n.src[0] if n.op == "mul_mat" else None
+            if quant_matmul == "ggml" and w is not None and w.type.name not in MUL_MAT_TYPES:
+                raise CompileError(f"ref target: mul_mat {n.name!r} has {w.type.name} weights, whose ggml integer "
+                                   "dot product is not implemented; compile with quant_matmul='dequant'")
         self.mem = Memory(graph)
         self._ctx = Context(self.mem, opts)
         for t in graph.leafs:
