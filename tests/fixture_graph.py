@@ -18,7 +18,11 @@ import numpy as np
 from graphc.builder import GraphBuilder
 from graphc.ir import Graph, Tensor
 
-FIXTURES = Path(os.environ.get("GRAPHC_FIXTURES", "/work/shared/fixtures/ggml"))
+# The shared fixtures sit beside the checkout (../shared); GRAPHC_FIXTURES overrides. Missing fixtures
+# are an error, never a skip.
+FIXTURES = Path(os.environ.get("GRAPHC_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ggml"))
+if not FIXTURES.is_dir():
+    raise FileNotFoundError(f"ggml fixtures not found at {FIXTURES}; set GRAPHC_FIXTURES")
 BUILDS = ("2024-05-17-7cf94a2b", "2024-10-09-2327bda7", "0.15.3")
 GRAPHS = ("mlp", "attn", "ffn_q4", "ffn_q8", "views")
 

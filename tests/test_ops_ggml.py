@@ -18,7 +18,7 @@ from graphc.types import TYPES_BY_ID, get_type
 from op_cases import CASES, GGML_MODE, Case, compare, ggml_dequantize, ggml_type_id, prepare
 from test_ops import run_ref
 
-gg = pytest.importorskip("ggml")
+import ggml as gg  # noqa: E402  (a test dependency: missing means a broken install)
 
 pytestmark = pytest.mark.ggml
 GGML_CASES = [c for c in CASES if c.ggml is not None]
