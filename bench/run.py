@@ -148,6 +148,9 @@ def main() -> None:
         lines.append(f"| {r['what']} | {r['bytes'] / 2**20:.1f} MiB | {r['s'] * 1e3:.2f} ms | {gbs:.1f} | {gbs / bw:.0%} |")
     lines += [
         "",
+        "The copy figure counts bytes read plus bytes written by one numpy thread; a read-only stream "
+        "(a GEMV) can exceed it, so ratios above 100% mean the copy test understates read bandwidth.",
+        "",
         "graphc's reference target is the numpy oracle that reproduces ggml's integer dot products "
         "exactly; it is not meant to be fast. The C target (issue 5) is where graphc is measured "
         "against ggml on speed.",
