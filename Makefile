@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.graphc-installed
 # pytest-xdist workers; the CI machine has 2 cores
 JOBS   ?= 2
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean system-tools
+
+# System tools the tests use, from Debian's packages: graphviz renders graphc's .dot output.
+system-tools:
+	@command -v dot >/dev/null 2>&1 || { echo "installing graphviz"; \
+	  $$(test "$$(id -u)" = 0 || echo sudo) apt-get update -qq && \
+	  $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y -qq graphviz >/dev/null; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +26,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py --out demo-out
 
-test: $(STAMP)
+test: $(STAMP) system-tools
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
 
 test-fast: $(STAMP)

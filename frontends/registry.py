@@ -29,9 +29,11 @@ class Format:
 FORMATS: list[Format] = [
     Format("graph text", (".graph",), magic=b"graphc ", loader="graphc.frontends.graph_text:load",
            writer="graphc.frontends.graph_text:dump", text=True),
-    Format("ggml graph export", (".ggml",), magic=b"lmgg"),          # 0x67676d6c little-endian
+    Format("ggml graph export", (".ggml",), magic=b"lmgg",           # 0x67676d6c little-endian
+           loader="graphc.frontends.ggml_binary:load"),
     Format("GGUF model", (".gguf",), magic=b"GGUF"),
-    Format("GraphViz dot dump", (".dot", ".gv"), magic=b"digraph", text=True),
+    Format("GraphViz dot dump", (".dot", ".gv"), magic=b"digraph", loader="graphc.frontends.dot:load",
+           writer="graphc.frontends.dot_write:dump", text=True),
 ]
 
 

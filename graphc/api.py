@@ -15,6 +15,9 @@ Data rules (numpy side; the IR stays in ggml order, converted only through graph
 
 Weights (leafs that are not inputs): the `weights` argument first, then the leaf's own `data`, then its
 WeightRef binding (a file relative to the graph file). State leafs without data start as zeros.
+Weight files (GGUF, safetensors, .npy, .npz; graphc.frontends.weights) are memory-mapped: a tensor stored
+in the leaf's own type is used in place, read-only, never copied; other stored types are converted
+(f16/bf16 -> f32 exactly, quantized -> f32 by dequantizing, f32 -> f16/bf16/quantized as ggml rounds).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 
@@ -153,46 +156,37 @@ def clone_graph(graph: Graph) -> Graph:
     return Graph(graph.name, [new[id(t)] for t in graph.leafs], [new[id(t)] for t in graph.nodes])
 
 
-def _load_npz(path: str) -> Mapping[str, np.ndarray]:
-    return np.load(path, allow_pickle=False)
+# --- weight files (graphc.frontends.weights: GGUF, safetensors, .npy, .npz; mapped, not copied) ----
+
+def open_weights_file(path: PathLike) -> Any:
+    """A WeightFile (see graphc.frontends.weights); CompileError for a missing file or unknown format."""
+    from graphc.frontends.weights import open_weights
+    return open_weights(path)
 
 
-def _load_npy(path: str) -> Mapping[str, np.ndarray]:
-    # a lone array is named after the file: w1.npy holds the tensor "w1"
-    return {os.path.splitext(os.path.basename(path))[0]: np.load(path, mmap_mode="r", allow_pickle=False)}
-
-
-# Weight file readers by extension: path -> {tensor name: array}. GGUF and safetensors join here later.
-WEIGHT_LOADERS: dict[str, Callable[[str], Mapping[str, np.ndarray]]] = {".npz": _load_npz, ".npy": _load_npy}
-
-
-def load_weights_file(path: PathLike) -> Mapping[str, np.ndarray]:
-    path = os.fspath(path)
-    ext = os.path.splitext(path)[1].lower()
-    loader = WEIGHT_LOADERS.get(ext)
-    if loader is None:
-        raise CompileError(f"weights file {path}: format {ext or '(no extension)'!r} is not supported yet "
-                           f"(supported: {', '.join(sorted(WEIGHT_LOADERS))})")
-    if not os.path.isfile(path):
-        raise CompileError(f"weights file {path}: no such file")
-    try:
-        return loader(path)
-    except (OSError, ValueError) as e:
-        raise CompileError(f"weights file {path}: cannot read it ({e})") from None
-
-
-def _weight_ref_value(t: Tensor, ref: WeightRef, base_dir: str, cache: dict[str, Mapping]) -> Any:
+def _weight_ref_data(t: Tensor, ref: WeightRef, base_dir: str, cache: dict[str, Any]) -> np.ndarray:
+    """The raw bytes of leaf t from its WeightRef binding: a read-only view of the mapped file when the
+    stored type is t's type, else converted (graphc.frontends.weights.tensor_data has the rules)."""
+    from graphc.frontends.weights import tensor_data
     path = ref.file if os.path.isabs(ref.file) else os.path.join(base_dir, ref.file)
     if path not in cache:
-        cache[path] = load_weights_file(path)
-    table = cache[path]
-    if os.path.splitext(path)[1].lower() == ".npy":
-        return next(iter(table.values()))
-    if ref.tensor not in table:
-        keys = sorted(table)
-        shown = ", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "")
-        raise CompileError(f"weight {t.name!r}: {path} has no array {ref.tensor!r} (it has: {shown or 'none'})")
-    return table[ref.tensor]
+        cache[path] = open_weights_file(path)
+    wf = cache[path]
+    return tensor_data(wf, wf.resolve(ref.tensor), t)
+
+
+def _bind_from_file(graph: Graph, path: PathLike, cache: dict[str, Any]) -> set[int]:
+    """compile(weights=path): every non-input leaf whose name the file holds takes that tensor; other
+    leafs keep their own data or binding (a file may hold other tensors too)."""
+    from graphc.frontends.weights import tensor_data
+    wf = cache[os.fspath(path)] = open_weights_file(path)
+    names = set(wf.names())          # a lone .npy array is named after its file
+    bound: set[int] = set()
+    for t in graph.leafs:
+        if t.name in names and not t.has(Flag.INPUT):
+            t.data = tensor_data(wf, t.name, t)
+            bound.add(id(t))
+    return bound
 
 
 def _needs_data(t: Tensor) -> bool:
@@ -202,10 +196,20 @@ def _needs_data(t: Tensor) -> bool:
 def bind_weights(graph: Graph, weights: Weights, base_dir: str) -> set[int]:
     """Give every non-input leaf its data (see the module doc for the order). Changes `graph`'s
     leafs in place; returns the ids of the leafs whose data lives in memory (weights arg or own data)."""
+    cache: dict[str, Any] = {}           # open weight files by path, closed at the end (views survive)
+    try:
+        return _bind_weights(graph, weights, base_dir, cache)
+    finally:
+        for wf in cache.values():
+            wf.close()
+
+
+def _bind_weights(graph: Graph, weights: Weights, base_dir: str, cache: dict[str, Any]) -> set[int]:
     given: Mapping[str, Any] = {}
     strict = True
+    from_file: set[int] = set()
     if isinstance(weights, (str, os.PathLike)):
-        given, strict = load_weights_file(weights), False   # a file may hold other arrays too
+        from_file = _bind_from_file(graph, weights, cache)
     elif weights is not None:
         if not isinstance(weights, Mapping):
             raise CompileError(f"weights must be a dict of name -> array or a path, got {type(weights).__name__}")
@@ -218,10 +222,11 @@ def bind_weights(graph: Graph, weights: Weights, base_dir: str) -> set[int]:
                 weighty = [n for n, lt in leafs.items() if not lt.has(Flag.INPUT)]
                 raise CompileError(f"weights: the graph has no leaf named {name!r} (weights it takes: "
                                    f"{', '.join(map(repr, weighty)) or 'none'})")
-    in_memory: set[int] = set()
-    cache: dict[str, Mapping] = {}
+    in_memory: set[int] = set(from_file)
     missing: list[Tensor] = []
     for t in graph.leafs:
+        if id(t) in from_file:
+            continue
         if t.name in given:
             if t.has(Flag.INPUT):
                 if strict:
@@ -232,33 +237,37 @@ def bind_weights(graph: Graph, weights: Weights, base_dir: str) -> set[int]:
         elif t.data is not None:
             in_memory.add(id(t))
         elif t.weight is not None and _needs_data(t):
-            t.data = encode_leaf(to_tensor_values(_weight_ref_value(t, t.weight, base_dir, cache), t, "weight",
-                                                  CompileError), t)
+            t.data = _weight_ref_data(t, t.weight, base_dir, cache)
         elif _needs_data(t):
             missing.append(t)
     if missing:
         listed = ", ".join(f"{t.name!r} {t.shape} {t.type.name}" for t in missing)
         raise CompileError(f"missing weights for {len(missing)} leaf(s): {listed}; pass weights= "
-                           "(a dict or an .npz file) or bind them in the graph")
+                           "(a dict or a .gguf/.safetensors/.npz/.npy file) or bind them in the graph")
     return in_memory
 
 
-def _check_quantize(quantize: str | None) -> None:
+def _apply_quantize(g: Graph, quantize: Any, in_memory: set[int]) -> tuple[Any, set[int]]:
+    """compile(quantize=...): re-encode the bound weights in place (graphc.quantize). Returns the plan
+    (None without quantize) and the leafs whose data now lives in memory (the re-encoded ones join)."""
+    from . import quantize as q
     if quantize is None:
-        return
-    try:
-        t = get_type(quantize)
-    except ValueError:
-        t = None
-    if t is None or not (t.is_quantized or t.name in ("f16", "bf16")):
-        raise CompileError(f"quantize={quantize!r} is not a quantized type (e.g. q4_0, q8_0, q4_K, f16)")
-    raise CompileError(f"quantize={t.name!r}: re-quantizing weights at compile time is not implemented yet")
+        return None, in_memory
+    if isinstance(quantize, q.QuantPlan):
+        plan, progress = quantize, None
+    else:
+        spec = q.parse_spec(quantize)
+        plan, progress = q.plan_spec(g, spec), spec.progress
+    changed = q.apply_inplace(g, plan, progress=progress)
+    return plan, in_memory | {id(t) for t in changed}
 
 
 # --- the compiled module ---------------------------------------------------------------------
 
 class Module:
     """A graph compiled for one target: run it with numpy arrays; state persists between runs."""
+
+    quantize_plan: Any = None    # the graphc.quantize.QuantPlan compile(quantize=...) applied
 
     def __init__(self, graph: Graph, executable: Any, target: str, target_opts: dict[str, Any],
                  in_memory: set[int], source: str | None = None):
@@ -335,16 +344,26 @@ class Module:
 
 
 def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, weights: Weights = None,
-            quantize: str | None = None, **target_opts: Any) -> Module:
-    """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module."""
+            quantize: Any = None, **target_opts: Any) -> Module:
+    """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module.
+
+    quantize: re-encode float weights that feed mul_mat on the way in (graphc.quantize has the rules):
+    a type name ("q4_0", "q8_0", "q4_K", "f16", ...), or {"default": "q4_0", "overrides": {name, glob or
+    "re:regex": type or "keep"}, "get_rows": bool, "min_elements": int, "progress": bool | callable},
+    or a QuantPlan from graphc.quantize.plan(). The plan used is `module.quantize_plan`."""
     from graphc.targets import get_target
+    from .quantize import parse_spec, QuantPlan
     graph, path = _as_graph(graph_or_path)
     target_mod = get_target(target)
-    _check_quantize(quantize)
+    if not isinstance(quantize, QuantPlan):
+        parse_spec(quantize)        # a bad type or override fails before any weight is read
     g = verify(clone_graph(graph))
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     in_memory = bind_weights(g, weights, base_dir)
-    return _finish(g, target, target_mod, target_opts, in_memory, path)
+    qplan, in_memory = _apply_quantize(g, quantize, in_memory)
+    m = _finish(g, target, target_mod, target_opts, in_memory, path)
+    m.quantize_plan = qplan
+    return m
 
 
 def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any], in_memory: set[int],

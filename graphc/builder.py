@@ -217,7 +217,12 @@ class GraphBuilder:
     def out_prod(self, a, b): return self.op("out_prod", [a, b])
 
     # --- shapes, views and copies -------------------------------------------------------
-    def repeat(self, a, b): return self.op("repeat", [a, b])
+    def repeat(self, a, b):
+        """ggml_repeat: tile a to b's shape (b gives only the shape and is not a source)."""
+        return self.repeat_4d(a, *b.ne)
+
+    def repeat_4d(self, a, ne0: int, ne1: int, ne2: int, ne3: int):
+        return self.op("repeat", [a], decl=ops.Decl(None, pad_ne((ne0, ne1, ne2, ne3))))
     def concat(self, a, b, dim: int = 0): return self.op("concat", [a, b], {"dim": dim})
     def cont(self, a): return self.op("cont", [a], name=f"{a.name} (cont)" if a.name else "")
 

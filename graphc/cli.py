@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("graph", metavar="GRAPH", help="graph file (.graph text)")
     c.add_argument("-o", "--output", metavar="DIR", required=True, help="artifact directory to write")
     _target_args(c)
-    c.add_argument("--quantize", metavar="TYPE", help="re-quantize weights to TYPE (e.g. q4_0, q8_0)")
+    _quantize_args(c)
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", parents=[common], formatter_class=_formatter,
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed for --random-inputs (default: a fresh one, printed)")
     r.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
     _target_args(r, default_target=None)
+    _quantize_args(r)
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("inspect", parents=[common], formatter_class=_formatter,
@@ -99,17 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
                            graphc inspect mlp.out          (an artifact directory)
                        """))
     i.add_argument("graph", metavar="GRAPH", help="graph file or artifact directory")
+    _quantize_args(i, save=False)
     i.set_defaults(func=cmd_inspect)
 
     v = sub.add_parser("convert", parents=[common], formatter_class=_formatter,
                        help="convert a graph between file formats",
                        description="Read a graph in any readable format and write it in the format named by "
-                                   "OUT's extension (writable now: .graph).",
+                                   "OUT's extension (writable now: .graph, .dot).",
                        epilog=_examples("""
                            graphc convert model.graph -o model2.graph
                        """))
     v.add_argument("input", metavar="IN", help="graph file to read")
     v.add_argument("-o", "--output", metavar="OUT", required=True, help="graph file to write")
+    v.add_argument("--hints", metavar="FILE", help="hints for a ggml .dot dump (default: IN.hints if it exists; "
+                                                   "docs/dot-hints.md)")
     v.set_defaults(func=cmd_convert)
     return p
 
@@ -121,6 +125,51 @@ def _target_args(p: argparse.ArgumentParser, default_target: str | None = DEFAUL
     p.add_argument("--weights", metavar="FILE", help="weights file (.npz with one array per weight name, or .npy)")
     p.add_argument("--opt", metavar="KEY=VALUE", action="append", default=[],
                    help="target option (VALUE is read as JSON when it parses, else as text); repeatable")
+
+
+def _quantize_args(p: argparse.ArgumentParser, save: bool = True) -> None:
+    q = p.add_argument_group("quantization (graphc.quantize: weights feeding mul_mat are re-encoded)")
+    q.add_argument("--quantize", metavar="TYPE",
+                   help="quantize float weights that feed mul_mat to TYPE (q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K f16 bf16)")
+    q.add_argument("--quantize-override", metavar="NAME=TYPE", action="append", default=[],
+                   help="per-tensor type (NAME: exact, glob, or re:REGEX; TYPE: a type or 'keep'); repeatable")
+    q.add_argument("--quantize-get-rows", action="store_true", help="also quantize get_rows tables (embeddings)")
+    q.add_argument("--quantize-min-elements", metavar="N", type=int,
+                   help="keep weights smaller than N elements (default: 1024)")
+    if save:
+        q.add_argument("--save-gguf", metavar="PATH",
+                       help="also write the (quantized) weights to PATH and a graph bound to it beside it "
+                            "(PATH with .graph), to compile later without quantizing again")
+
+
+def _quantize_spec(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.quantize is None:
+        extra = [f for f, v in (("--quantize-override", args.quantize_override),
+                                ("--quantize-get-rows", args.quantize_get_rows),
+                                ("--quantize-min-elements", args.quantize_min_elements is not None)) if v]
+        if extra:
+            raise UsageError(f"{extra[0]} goes with --quantize TYPE")
+        return None
+    from .quantize import MIN_ELEMENTS, parse_override
+    spec: dict[str, Any] = {"default": args.quantize, "get_rows": args.quantize_get_rows,
+                            "overrides": dict(parse_override(o) for o in args.quantize_override),
+                            "min_elements": MIN_ELEMENTS if args.quantize_min_elements is None
+                            else args.quantize_min_elements}
+    if args.command != "inspect":
+        spec["progress"] = None if sys.stderr.isatty() else False   # no \r lines in logs and pipes
+    return spec
+
+
+def _after_quantize(m: "Module", args: argparse.Namespace) -> None:
+    """Print the plan summary; write --save-gguf."""
+    if m.quantize_plan is not None:
+        print(m.quantize_plan.summary())
+    if getattr(args, "save_gguf", None):
+        from .quantize import save_gguf
+        graph_path = os.path.splitext(args.save_gguf)[0] + ".graph"
+        g = save_gguf(args.save_gguf, m.graph, graph_path=graph_path)
+        n = sum(1 for t in g.leafs if t.weight is not None)
+        print(f"saved {n} weights to {args.save_gguf} and the graph bound to them to {graph_path}")
 
 
 def _targets() -> list[str]:
@@ -158,8 +207,9 @@ def _show(name: str, width: int = 0) -> str:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     import graphc
-    m = graphc.compile(args.graph, target=args.target, weights=args.weights, quantize=args.quantize,
+    m = graphc.compile(args.graph, target=args.target, weights=args.weights, quantize=_quantize_spec(args),
                        **_target_opts(args.opt))
+    _after_quantize(m, args)
     m.save(args.output)
     print(f"compiled {_show(m.graph.name or os.path.basename(args.graph))} for {m.target} -> {args.output} "
           f"({len(m.graph.nodes)} nodes, {len(m.inputs)} inputs, {len(m.outputs)} outputs)")
@@ -172,8 +222,14 @@ def _open_module(args: argparse.Namespace) -> "Module":
     if os.path.isdir(args.graph):
         if args.weights:
             raise UsageError("--weights is for graph files; an artifact directory holds its own weights")
-        return graphc.load(args.graph, target=args.target, **opts)
-    return graphc.compile(args.graph, target=args.target or DEFAULT_TARGET, weights=args.weights, **opts)
+        if args.quantize:
+            raise UsageError("--quantize is for graph files; an artifact directory is compiled already")
+        m = graphc.load(args.graph, target=args.target, **opts)
+    else:
+        m = graphc.compile(args.graph, target=args.target or DEFAULT_TARGET, weights=args.weights,
+                           quantize=_quantize_spec(args), **opts)
+    _after_quantize(m, args)
+    return m
 
 
 def _read_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
@@ -286,6 +342,13 @@ def _load_for_inspect(path: str) -> Graph:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     g = _load_for_inspect(args.graph)
+    spec = _quantize_spec(args)
+    if spec is not None:     # only the plan: it needs the graph, not the weights
+        from .quantize import parse_spec, plan_spec
+        p = plan_spec(g, parse_spec(spec))
+        print(p.summary())
+        print(p.table())
+        return 0
     print(f"graph {_show(g.name) if g.name else '(unnamed)'}: {len(g.leafs)} leafs, {len(g.nodes)} nodes")
     rows = [("#", "name", "op", "type", "ne", "flags", "sources")]
     for i, t in enumerate(g.tensors()):
@@ -311,8 +374,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from graphc.frontends.registry import load_graph, save_graph
-    g = load_graph(args.input)
+    from graphc.frontends.registry import detect, load_graph, save_graph
+    fmt = detect(args.input) if os.path.isfile(args.input) else None
+    if fmt is not None and fmt.name == "GraphViz dot dump":   # a dump is lossy: say what was inferred
+        from graphc.frontends.dot import load_with_report
+        g, report = load_with_report(args.input, args.hints)
+        for line in report:
+            print(f"inferred: {line}", file=sys.stderr)
+    elif args.hints:
+        raise UsageError("--hints applies to .dot dumps only")
+    else:
+        g = load_graph(args.input)
     save_graph(g, args.output)
     print(f"wrote {args.output} ({len(g.leafs)} leafs, {len(g.nodes)} nodes)")
     return 0

@@ -249,10 +249,12 @@ def _out_prod(a, b):
 
 # --- shape and memory ops ---------------------------------------------------------------
 
-@_op("repeat", ("a", "b"), kind="binary")
-def _repeat(a, b):
-    _need(can_repeat(a, b), f"repeat: a {list(a.ne)} does not tile b {list(b.ne)}", "broadcast")
-    return Spec(a.type, b.ne)
+@_op("repeat", ("a",), kind="binary", declared=True)
+def _repeat(a, decl: Decl):
+    """ggml_repeat(a, b) uses b only for its shape and keeps only a as a source: so does graphc."""
+    ok = all(n > 0 and n % m == 0 for n, m in zip(decl.ne, a.ne)) if a.nelements else not decl.ne[0] * decl.ne[1] * decl.ne[2] * decl.ne[3]
+    _need(ok, f"repeat: a {list(a.ne)} does not tile {list(decl.ne)}", "broadcast")
+    return Spec(a.type, decl.ne)
 
 
 @_op("concat", ("a", "b"), (Param("dim", "i32", 0),), kind="other")

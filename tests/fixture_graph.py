@@ -57,15 +57,6 @@ def available() -> list[tuple[str, str]]:
     return [(b, g) for b in BUILDS for g in GRAPHS if (FIXTURES / b / f"{g}.json").exists()]
 
 
-def _shape_giver(rec: dict, made: dict[str, Tensor], g: GraphBuilder) -> Tensor:
-    """ggml_repeat(a, b) keeps only a as a source; graphc's repeat needs b for its shape. Use an
-    earlier tensor of the recorded shape (ggml's own b), else a fresh zero constant."""
-    for t in made.values():
-        if list(t.ne) == rec["ne"] and t.type.name == rec["type"]:
-            return t
-    return g.constant(np.zeros(tuple(reversed(rec["ne"])), dtype=np.float32), name=f"{rec['name']}_shape")
-
-
 def _node(g: GraphBuilder, rec: dict, made: dict[str, Tensor], build: str) -> Tensor:
     op, p, ne, nb = rec["op"], rec["op_params"], rec["ne"], rec["nb"]
     s = [made[n] if n is not None else None for n in rec["src"]]
@@ -88,7 +79,7 @@ def _node(g: GraphBuilder, rec: dict, made: dict[str, Tensor], build: str) -> Te
         bias = f32(p[1])     # 0.15.3 stores {scale, bias}; older builds leave word 1 zero
         return g.scale_bias(a, f32(p[0]), bias) if bias else g.scale(a, f32(p[0]))
     if op == "REPEAT":
-        return g.repeat(a, _shape_giver(rec, made, g))
+        return g.repeat_4d(a, *rec["ne"])
     if op == "CONCAT":
         dim = 2 if build.startswith("2024-05") else p[0]   # 2024-05 ggml_concat had no dim: always 2
         return g.concat(a, src(1), dim)

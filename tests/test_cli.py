@@ -105,8 +105,8 @@ def test_convert(model, capsys):
     assert rc == 0, err
     from graphc.frontends.graph_text import dumps
     assert dumps(graphc.load_graph(d / "copy.graph")) == dumps(graphc.load_graph(d / "m.graph"))
-    rc, _, err = run_cli(capsys, "convert", d / "m.graph", "-o", d / "copy.dot")
-    assert rc == 1 and "cannot write graphs with extension '.dot'" in one_error_line(err)
+    rc, _, err = run_cli(capsys, "convert", d / "m.graph", "-o", d / "copy.xyz")
+    assert rc == 1 and "cannot write graphs with extension '.xyz'" in one_error_line(err)
 
 
 def test_errors_are_one_line(model, capsys):

@@ -57,16 +57,22 @@ class RefExecutable:
                                    "dot product is not implemented; compile with quant_matmul='dequant'")
         self.mem = Memory(graph)
         self._ctx = Context(self.mem, opts)
+        written = _written_roots(graph)
         for t in graph.leafs:
             if t.data is not None:
                 data = np.asarray(t.data).reshape(-1).view(np.uint8)
                 if data.size != t.nbytes:
                     raise CompileError(f"leaf {t.name!r} holds {data.size} bytes of data, it needs {t.nbytes}")
-                self.mem.byte_span(t)[...] = data
+                if _shareable(t, data, written):
+                    self.mem.bind_external(t, data)      # the weight buffer IS the file mapping
+                else:
+                    self.mem.byte_span(t)[...] = data
 
     # --- data in and out ---------------------------------------------------------------------
     def write(self, t: Tensor, values: np.ndarray) -> None:
         """Set t's contents: numpy-order values (full 4-D or t.shape), or raw ggml bytes (uint8, t.nbytes)."""
+        if self.mem.is_external(t):
+            raise RunError(f"tensor {t.name!r} is a weight mapped read-only from its file; it cannot be written")
         values = np.asarray(values)
         if values.dtype == np.uint8:
             if values.size != t.nbytes:
@@ -104,6 +110,21 @@ class RefExecutable:
         for t in self.graph.leafs:
             if t.flags & Flag.STATE:
                 self.mem.buffer(t)[...] = 0
+
+
+_ALIAS_OPS = ("view", "reshape", "permute", "transpose")
+
+
+def _written_roots(graph: Graph) -> set[int]:
+    """Roots some node writes into (cpy/set/set_rows results are views of their destination)."""
+    return {id(n.view_src) for n in graph.nodes if n.view_src is not None and n.op not in _ALIAS_OPS}
+
+
+def _shareable(t: Tensor, data: np.ndarray, written: set[int]) -> bool:
+    """Leaf data used in place, without a copy: read-only data (a file mapping) of a weight or constant
+    leaf that no node writes into. Inputs and state are written by design, so they get their own copy."""
+    return (not data.flags.writeable and id(t) not in written and not t.flags & (Flag.INPUT | Flag.STATE)
+            and t.view_src is None)
 
 
 def compile(graph: Graph, **opts: Any) -> RefExecutable:
