@@ -97,12 +97,8 @@ class WeightFile:
         return pad_ne(tuple(reversed(s)))
 
 
-class GGUFWeights(WeightFile):
-    kind = "GGUF"
-
-    def __init__(self, path: str):
-        super().__init__(path)
-        self.file = GGUFFile(path)
+class _MappedFile(WeightFile):
+    """A weights file parsed by its own reader (`self.file`: tensors, mapping, raw(), close())."""
 
     @property
     def mapping(self) -> np.ndarray:
@@ -113,13 +109,6 @@ class GGUFWeights(WeightFile):
 
     def __contains__(self, name: str) -> bool:
         return name in self.file.tensors
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.file.tensors
-
-    def info(self, name: str) -> tuple[GGMLType, tuple[int, int, int, int]]:
-        e = self.file.tensors[name]
-        return e.type, pad_ne(e.ne)
 
     def raw(self, name: str) -> np.ndarray:
         return self.file.raw(name)
@@ -128,25 +117,24 @@ class GGUFWeights(WeightFile):
         self.file.close()
 
 
-class SafetensorsWeights(WeightFile):
+class GGUFWeights(_MappedFile):
+    kind = "GGUF"
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.file = GGUFFile(path)
+
+    def info(self, name: str) -> tuple[GGMLType, tuple[int, int, int, int]]:
+        e = self.file.tensors[name]
+        return e.type, pad_ne(e.ne)
+
+
+class SafetensorsWeights(_MappedFile):
     kind = "safetensors"
 
     def __init__(self, path: str):
         super().__init__(path)
         self.file = SafetensorsFile(path)
-
-    @property
-    def mapping(self) -> np.ndarray:
-        return self.file.mapping
-
-    def names(self) -> list[str]:
-        return list(self.file.tensors)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.file.tensors
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.file.tensors
 
     def info(self, name: str) -> tuple[GGMLType, tuple[int, int, int, int]]:
         e = self.file.tensors[name]
@@ -164,12 +152,6 @@ class SafetensorsWeights(WeightFile):
     def shape_text(self, name: str) -> str:
         e = self.file.tensors[name]
         return f"{e.dtype} shape {e.shape}"
-
-    def raw(self, name: str) -> np.ndarray:
-        return self.file.raw(name)
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class _NumpyWeights(WeightFile):
