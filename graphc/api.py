@@ -268,6 +268,7 @@ class Module:
     """A graph compiled for one target: run it with numpy arrays; state persists between runs."""
 
     quantize_plan: Any = None    # the graphc.quantize.QuantPlan compile(quantize=...) applied
+    program: Any = None          # the graphc.program.Program the pass pipeline made (None with passes=False)
 
     def __init__(self, graph: Graph, executable: Any, target: str, target_opts: dict[str, Any],
                  in_memory: set[int], source: str | None = None):
@@ -344,8 +345,15 @@ class Module:
 
 
 def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, weights: Weights = None,
-            quantize: Any = None, **target_opts: Any) -> Module:
+            quantize: Any = None, passes: Any = True, disable_passes: Iterable[str] = (),
+            dump_dir: PathLike | None = None, dump_after: Iterable[str] = (), verify_passes: bool = False,
+            **target_opts: Any) -> Module:
     """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module.
+
+    passes: run the pass pipeline (graphc.passes.PASSES) before the target: True (all), False (none: the
+    target gets the verified graph as given), or the names of the passes to run. disable_passes: names to
+    skip. dump_dir / dump_after: write the IR before/after each (or the named) pass there. verify_passes:
+    verify the IR after every pass. The Program is `module.program`, what each pass did `module.program.log`.
 
     quantize: re-encode float weights that feed mul_mat on the way in (graphc.quantize has the rules):
     a type name ("q4_0", "q8_0", "q4_K", "f16", ...), or {"default": "q4_0", "overrides": {name, glob or
@@ -361,25 +369,62 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     in_memory = bind_weights(g, weights, base_dir)
     qplan, in_memory = _apply_quantize(g, quantize, in_memory)
-    m = _finish(g, target, target_mod, target_opts, in_memory, path)
+    pipeline = dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
+                    verify_passes=verify_passes)
+    m = _finish(g, target, target_mod, target_opts, in_memory, path, pipeline)
     m.quantize_plan = qplan
     return m
 
 
+def _run_passes(g: Graph, passes: Any = True, disable_passes: Iterable[str] = (), dump_dir: PathLike | None = None,
+                dump_after: Iterable[str] = (), verify_passes: bool = False) -> Any:
+    """The pass pipeline's Program for g (None with passes=False)."""
+    from .passes import PASS_NAMES, check_names, run_pipeline
+    if passes is False:
+        return None
+    if isinstance(disable_passes, str):
+        disable_passes = [disable_passes]
+    if isinstance(dump_after, str):
+        dump_after = [dump_after]
+    disable = check_names(disable_passes, "disable_passes")
+    if passes is not True:
+        if isinstance(passes, str):
+            passes = [passes]
+        if not isinstance(passes, Iterable) or isinstance(passes, (bytes, Mapping)):
+            raise CompileError(f"passes must be True, False or a list of pass names, got {passes!r}")
+        disable |= set(PASS_NAMES) - check_names(passes, "passes")
+    return run_pipeline(g, disable=disable, dump_dir=dump_dir, dump_after=dump_after, verify_each=verify_passes)
+
+
+def _accepts_program(target_mod: Any) -> bool:
+    """Targets that run a graphc.program.Program (kernels and memory plan) say so; ref does."""
+    return bool(getattr(target_mod, "ACCEPTS_PROGRAM", target_mod.__name__ == "graphc.targets.ref"))
+
+
 def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any], in_memory: set[int],
-            source: str | None) -> Module:
+            source: str | None, pipeline: dict[str, Any] | None = None) -> Module:
     for n in g.nodes:
         if n.op == "custom":
             get_custom_op(n.params["fn"])   # CompileError if unregistered
+    program = _run_passes(g, **(pipeline or {}))
+    if program is not None:
+        # passes make new tensors: leafs whose data lives in memory are found again by name (weight-file
+        # bindings stay bindings; data without a binding, folded constants included, is in memory)
+        names = {t.name for t in g.leafs if id(t) in in_memory}
+        g = program.graph
+        in_memory = {id(t) for t in g.leafs if t.data is not None and (t.weight is None or t.name in names)}
     try:
-        exe = target_mod.compile(g, **target_opts)
+        exe = target_mod.compile(program if program is not None and _accepts_program(target_mod) else g,
+                                 **target_opts)
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise CompileError(f"target {target!r}: bad option ({e})") from None
         raise
     except NotImplementedError as e:
         raise CompileError(f"target {target!r} cannot compile this graph: {e}") from None
-    return Module(g, exe, target, target_opts, in_memory, source)
+    m = Module(g, exe, target, target_opts, in_memory, source)
+    m.program = program
+    return m
 
 
 # --- artifacts ------------------------------------------------------------------------------
@@ -473,9 +518,12 @@ def _damaged(path: str, msg: str) -> ParseError:
     return ParseError(f"damaged or unreadable artifact: {msg}", path)
 
 
-def load(directory: PathLike, target: str | None = None, **target_opts: Any) -> Module:
+def load(directory: PathLike, target: str | None = None, passes: Any = True, disable_passes: Iterable[str] = (),
+         dump_dir: PathLike | None = None, dump_after: Iterable[str] = (), verify_passes: bool = False,
+         **target_opts: Any) -> Module:
     """Restore a module saved with Module.save (checking content hashes). `target` and options
-    default to the ones it was compiled with."""
+    default to the ones it was compiled with; `passes` as for compile (the saved graph is the one the
+    pipeline made; running it again gives the Program the target needs)."""
     from graphc.frontends.graph_text import load as load_text
     from graphc.targets import get_target
     directory = os.fspath(directory)
@@ -532,4 +580,6 @@ def load(directory: PathLike, target: str | None = None, **target_opts: Any) -> 
             raise _damaged(manifest_path, f"weight {t.name!r} holds {raw.size} bytes, the tensor needs {t.nbytes}")
         t.data = raw
     in_memory = bind_weights(g, None, directory)
-    return _finish(g, tname, target_mod, opts, in_memory, os.path.join(directory, GRAPH_FILE))
+    return _finish(g, tname, target_mod, opts, in_memory, os.path.join(directory, GRAPH_FILE),
+                   dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
+                        verify_passes=verify_passes))

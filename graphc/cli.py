@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("graph", metavar="GRAPH", help="graph file (.graph text)")
     c.add_argument("-o", "--output", metavar="DIR", required=True, help="artifact directory to write")
     _target_args(c)
+    _pass_args(c)
     _quantize_args(c)
     c.set_defaults(func=cmd_compile)
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed for --random-inputs (default: a fresh one, printed)")
     r.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
     _target_args(r, default_target=None)
+    _pass_args(r)
     _quantize_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -98,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_examples("""
                            graphc inspect attn.graph
                            graphc inspect mlp.out          (an artifact directory)
+                           graphc inspect model.graph --plan --svg arena.svg
                        """))
     i.add_argument("graph", metavar="GRAPH", help="graph file or artifact directory")
+    i.add_argument("--plan", action="store_true",
+                   help="run the pass pipeline; print the fused kernels and the arena memory plan")
+    i.add_argument("--svg", metavar="FILE", help="with or without --plan: draw the arena over time into FILE")
     _quantize_args(i, save=False)
     i.set_defaults(func=cmd_inspect)
 
@@ -125,6 +131,32 @@ def _target_args(p: argparse.ArgumentParser, default_target: str | None = DEFAUL
     p.add_argument("--weights", metavar="FILE", help="weights file (.npz with one array per weight name, or .npy)")
     p.add_argument("--opt", metavar="KEY=VALUE", action="append", default=[],
                    help="target option (VALUE is read as JSON when it parses, else as text); repeatable")
+
+
+def _pass_args(p: argparse.ArgumentParser) -> None:
+    from .passes import PASS_NAMES
+    g = p.add_argument_group(f"passes (graphc.passes, in order: {' '.join(PASS_NAMES)})")
+    g.add_argument("--no-passes", action="store_true", help="run no pass: the target gets the graph as given")
+    g.add_argument("--disable-pass", metavar="NAME", action="append", default=[], help="skip one pass; repeatable")
+    g.add_argument("--dump-dir", metavar="DIR",
+                   help="write the IR before and after each pass there (NN-before-NAME.graph/.dot, NN-after-...)")
+    g.add_argument("--dump-after", metavar="PASS", action="append", default=[],
+                   help="with --dump-dir: dump only around these passes; repeatable")
+
+
+def _pass_opts(args: argparse.Namespace) -> dict[str, Any]:
+    from .passes import check_names
+    if args.dump_after and not args.dump_dir:
+        raise UsageError("--dump-after goes with --dump-dir DIR")
+    if args.no_passes and (args.disable_pass or args.dump_dir):
+        raise UsageError("--no-passes runs no pass: --disable-pass and --dump-dir do not apply")
+    try:
+        check_names(args.disable_pass, "--disable-pass")
+        check_names(args.dump_after, "--dump-after")
+    except GraphcError as e:
+        raise UsageError(str(e)) from None
+    return {"passes": not args.no_passes, "disable_passes": args.disable_pass, "dump_dir": args.dump_dir,
+            "dump_after": args.dump_after, "verify_passes": bool(getattr(args, "debug", False))}
 
 
 def _quantize_args(p: argparse.ArgumentParser, save: bool = True) -> None:
@@ -208,8 +240,9 @@ def _show(name: str, width: int = 0) -> str:
 def cmd_compile(args: argparse.Namespace) -> int:
     import graphc
     m = graphc.compile(args.graph, target=args.target, weights=args.weights, quantize=_quantize_spec(args),
-                       **_target_opts(args.opt))
+                       **_pass_opts(args), **_target_opts(args.opt))
     _after_quantize(m, args)
+    _after_passes(m, args)
     m.save(args.output)
     print(f"compiled {_show(m.graph.name or os.path.basename(args.graph))} for {m.target} -> {args.output} "
           f"({len(m.graph.nodes)} nodes, {len(m.inputs)} inputs, {len(m.outputs)} outputs)")
@@ -224,12 +257,22 @@ def _open_module(args: argparse.Namespace) -> "Module":
             raise UsageError("--weights is for graph files; an artifact directory holds its own weights")
         if args.quantize:
             raise UsageError("--quantize is for graph files; an artifact directory is compiled already")
-        m = graphc.load(args.graph, target=args.target, **opts)
+        m = graphc.load(args.graph, target=args.target, **_pass_opts(args), **opts)
     else:
         m = graphc.compile(args.graph, target=args.target or DEFAULT_TARGET, weights=args.weights,
-                           quantize=_quantize_spec(args), **opts)
+                           quantize=_quantize_spec(args), **_pass_opts(args), **opts)
     _after_quantize(m, args)
+    _after_passes(m, args)
     return m
+
+
+def _after_passes(m: "Module", args: argparse.Namespace) -> None:
+    """Where the dumps went; with --debug, what each pass did."""
+    if m.program is not None and getattr(args, "debug", False):
+        for line in m.program.log:
+            print(f"pass: {line}")
+    if args.dump_dir:
+        print(f"wrote the IR around each pass to {args.dump_dir}")
 
 
 def _read_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
@@ -340,8 +383,45 @@ def _load_for_inspect(path: str) -> Graph:
     return load_graph(path)
 
 
+def _inspect_plan(g: Graph, args: argparse.Namespace) -> int:
+    """--plan / --svg: the pass pipeline's kernels and memory plan (fuse + plan when there is no pipeline)."""
+    from . import memplan
+    try:
+        from .passes import run_pipeline
+    except ImportError:
+        run_pipeline = None
+    if run_pipeline is not None:
+        prog = run_pipeline(g)
+    else:
+        try:
+            from .passes.fuse import fuse
+        except ImportError:
+            from .program import unfused as fuse
+        prog = fuse(g)
+    if prog.plan is None:
+        prog = memplan.plan(prog)
+    memplan.check_plan(prog)
+    print(f"graph {_show(g.name) if g.name else '(unnamed)'}: {len(g.nodes)} nodes -> {len(prog.kernels)} kernels")
+    try:
+        from .passes.fuse import describe
+        print(describe(prog))
+    except ImportError:
+        for i, k in enumerate(prog.kernels):
+            print(f"  {i:4d} {k.name:32s} {k.kind:14s} {' '.join(k.ops)}  -> "
+                  f"{', '.join(_show(o.name, 24) for o in k.outputs)}")
+    for line in prog.log:
+        print(f"pass: {line}")
+    print("memory plan: " + memplan.report(prog))
+    if args.svg:
+        memplan.svg(prog, args.svg)
+        print(f"wrote {args.svg}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     g = _load_for_inspect(args.graph)
+    if args.plan or args.svg:
+        return _inspect_plan(g, args)
     spec = _quantize_spec(args)
     if spec is not None:     # only the plan: it needs the graph, not the weights
         from .quantize import parse_spec, plan_spec

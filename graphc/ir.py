@@ -56,9 +56,9 @@ def nbytes(type_: GGMLType, ne: tuple[int, ...], nb: tuple[int, ...]) -> int:
 
 
 def n_dims(ne: tuple[int, ...]) -> int:
-    """ggml_n_dims: 1 + index of the last dim with ne > 1 (at least 1)."""
+    """ggml_n_dims: 1 + index of the last dim with ne != 1 (at least 1; an empty dim counts)."""
     for i in range(MAX_DIMS - 1, 0, -1):
-        if ne[i] > 1:
+        if ne[i] != 1:
             return i + 1
     return 1
 

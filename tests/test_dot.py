@@ -51,7 +51,8 @@ def test_fixture_dump_rebuilds_the_graph_and_ggml_results(build, name):
     weights = {t.name: f.arrays[t.name] for t in g.leafs if t.flags & (Flag.PARAM | Flag.STATE)}
     inputs = {t.name: f.arrays[t.name] for t in g.leafs if t.flags & Flag.INPUT}
     assert set(weights) | set(inputs) == {t.name for t in g.leafs}
-    m = graphc.compile(g, target="ref", weights=weights, quant_matmul="ggml", gelu_table=True)
+    # every node is read below: passes=False keeps each intermediate in its own buffer (no shared arena)
+    m = graphc.compile(g, target="ref", weights=weights, passes=False, quant_matmul="ggml", gelu_table=True)
     outputs = m.run(inputs)
     assert set(f.meta["outputs"]) - set(outputs) <= {"bias_repeated"}   # consumed, so not taken as an output
     failures = []

@@ -5,6 +5,11 @@ Nodes run in graph order; each computes from its sources' current values and sto
 its own memory, converted to its type. Op families: elementwise.py, reduce.py, matmul.py,
 attention.py, rwkv.py, shape.py.
 
+A graphc.program.Program runs kernel by kernel. With a memory plan, every arena tensor's buffer is a
+view of ONE arena at its planned offset (so a wrong plan corrupts results), and the nodes of a kernel
+that no kernel output roots compute into temporaries dropped after their kernel (so reading a fused
+intermediate elsewhere fails). Without a plan, nodes run in kernel order with a buffer per root.
+
 Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); gelu_table = False | True
 (see elementwise.py).
 """
@@ -18,6 +23,7 @@ from graphc.custom import get_custom_op
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
 from graphc.ops import OPS
+from graphc.program import Program, region_of, root_of
 from graphc.quants import MUL_MAT_TYPES
 
 from . import attention, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
@@ -40,7 +46,9 @@ class Context:
 
 
 class RefExecutable:
-    def __init__(self, graph: Graph, *, quant_matmul: str = "ggml", gelu_table: bool = False):
+    def __init__(self, graph: "Graph | Program", *, quant_matmul: str = "ggml", gelu_table: bool = False):
+        self.program = graph if isinstance(graph, Program) else None
+        graph = graph.graph if isinstance(graph, Program) else graph
         self.graph = graph
         opts = {"quant_matmul": quant_matmul, "gelu_table": gelu_table}
         for k, v in opts.items():
@@ -55,7 +63,10 @@ class RefExecutable:
             if quant_matmul == "ggml" and w is not None and w.type.name not in MUL_MAT_TYPES:
                 raise CompileError(f"ref target: mul_mat {n.name!r} has {w.type.name} weights, whose ggml integer "
                                    "dot product is not implemented; compile with quant_matmul='dequant'")
-        self.mem = Memory(graph)
+        self.arena: np.ndarray | None = None
+        self._in_arena: set[int] = set()          # roots backed by the arena: their bytes are reused
+        self._temps: list[list[Tensor]] = []     # per kernel: roots that live only inside it
+        self.mem = self._program_memory() if self.program is not None else Memory(graph)
         self._ctx = Context(self.mem, opts)
         written = _written_roots(graph)
         for t in graph.leafs:
@@ -69,8 +80,15 @@ class RefExecutable:
                     self.mem.byte_span(t)[...] = data
 
     # --- data in and out ---------------------------------------------------------------------
+    def _check_persistent(self, t: Tensor) -> None:
+        if id(root_of(t)) in self._in_arena:
+            raise RunError(f"tensor {t.name!r} is an intermediate placed in the memory arena, whose bytes later "
+                           "tensors reuse: it has no value outside its kernels (make it an output, or compile "
+                           "without the memory plan, to read it)")
+
     def write(self, t: Tensor, values: np.ndarray) -> None:
         """Set t's contents: numpy-order values (full 4-D or t.shape), or raw ggml bytes (uint8, t.nbytes)."""
+        self._check_persistent(t)
         if self.mem.is_external(t):
             raise RunError(f"tensor {t.name!r} is a weight mapped read-only from its file; it cannot be written")
         values = np.asarray(values)
@@ -80,7 +98,7 @@ class RefExecutable:
             self.mem.byte_span(t)[...] = values.reshape(-1)
             return
         full = full_numpy_shape(t.ne)
-        if values.shape not in (full, t.shape):
+        if values.shape not in (full, t.shape) or values.size != t.nelements:   # (t.shape drops 0-sized dims)
             raise RunError(f"tensor {t.name!r}: values of shape {values.shape} do not fit numpy shape {t.shape}")
         if t.type.is_int and values.dtype.kind not in "iub":
             raise RunError(f"tensor {t.name!r} is {t.type.name}; got {values.dtype} values")
@@ -92,19 +110,62 @@ class RefExecutable:
 
     def read(self, t: Tensor) -> np.ndarray:
         """t's contents, numpy order 4-D: the stored dtype (f16 as float16); bf16 and block types as float32."""
+        self._check_persistent(t)
         return self.mem.read(t)
+
+    def _program_memory(self) -> Memory:
+        """Memory for a Program: arena roots backed by one planned buffer, unmaterialised roots per kernel."""
+        prog = self.program
+        assert prog is not None
+        mat = {id(root_of(o)) for k in prog.kernels for o in k.outputs}
+        self._temps = [[n for n in k.nodes if not n.is_view and id(n) not in mat] for k in prog.kernels]
+        if prog.plan is None:
+            return Memory(self.graph)
+        arena_roots = {id(n): n for n in self.graph.nodes if not n.is_view and id(n) in mat and region_of(n) == "arena"}
+        missing = [n.name for i, n in arena_roots.items() if i not in prog.plan.offsets]
+        if missing:
+            raise CompileError(f"ref target: the memory plan places no offset for {missing[0]!r}"
+                               f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}")
+        unbacked = set(arena_roots) | {id(n) for ts in self._temps for n in ts}
+        mem = Memory(self.graph, unbacked)
+        self.arena = np.zeros(prog.plan.size, dtype=np.uint8)
+        self._in_arena = set(arena_roots)
+        for i, n in arena_roots.items():
+            off = prog.plan.offsets[i]
+            if off < 0 or off + n.nbytes > prog.plan.size:
+                raise CompileError(f"ref target: tensor {n.name!r} at arena offset {off} does not fit the "
+                                   f"{prog.plan.size}-byte arena")
+            mem.bind_external(n, self.arena[off:off + n.nbytes])
+        return mem
 
     # --- running -----------------------------------------------------------------------------
     def run(self) -> None:
-        for n in self.graph.nodes:
+        if self.program is None:
+            for n in self.graph.nodes:
+                self._run_node(n)
+            return
+        planned = self.program.plan is not None
+        for k, temps in zip(self.program.kernels, self._temps):
+            if planned:      # values that never leave the kernel: scratch memory for its duration only
+                for t in temps:
+                    self.mem.bufs[id(t)] = np.zeros(t.nbytes, dtype=np.uint8)
             try:
-                out = IMPLS[n.op](self._ctx, n)
-            except (RunError, CompileError):
-                raise
-            except Exception as e:  # a numpy failure inside an op: name the tensor
-                raise RunError(f"ref target: op {n.op!r} of tensor {n.name!r} failed: {type(e).__name__}: {e}") from e
-            if out is not None:
-                self.mem.store(n, out)
+                for n in k.nodes:
+                    self._run_node(n)
+            finally:
+                if planned:
+                    for t in temps:
+                        self.mem.release(t)
+
+    def _run_node(self, n: Tensor) -> None:
+        try:
+            out = IMPLS[n.op](self._ctx, n)
+        except (RunError, CompileError):
+            raise
+        except Exception as e:  # a numpy failure inside an op: name the tensor
+            raise RunError(f"ref target: op {n.op!r} of tensor {n.name!r} failed: {type(e).__name__}: {e}") from e
+        if out is not None:
+            self.mem.store(n, out)
 
     def reset_state(self) -> None:
         for t in self.graph.leafs:
@@ -127,7 +188,7 @@ def _shareable(t: Tensor, data: np.ndarray, written: set[int]) -> bool:
             and t.view_src is None)
 
 
-def compile(graph: Graph, **opts: Any) -> RefExecutable:
+def compile(graph: "Graph | Program", **opts: Any) -> RefExecutable:
     return RefExecutable(graph, **opts)
 
 

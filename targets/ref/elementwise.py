@@ -24,6 +24,8 @@ ONE, HALF = np.float32(1.0), np.float32(0.5)
 
 def tile_to(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """ggml_can_repeat broadcasting: b's index in each dim is i % b.ne[i]."""
+    if 0 in shape:                           # an empty result: nothing to tile (b may be empty too)
+        return np.zeros(shape, dtype=b.dtype)
     reps = tuple(s // bs for s, bs in zip(shape, b.shape))
     return np.tile(b, reps) if any(r != 1 for r in reps) else b
 

@@ -46,11 +46,12 @@ def compute_dtype(t: GGMLType) -> np.dtype:
 class Memory:
     """The byte buffers of every root tensor of a graph, and strided access to any tensor."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, unbacked: "set[int] | frozenset[int]" = frozenset()):
+        """`unbacked`: ids of roots given no buffer here (an arena view or a per-kernel temporary is bound later)."""
         self.bufs: dict[int, np.ndarray] = {}
         for t in graph.tensors():
             r = root_of(t)
-            if id(r) not in self.bufs:
+            if id(r) not in self.bufs and id(r) not in unbacked:
                 self.bufs[id(r)] = np.zeros(r.nbytes, dtype=np.uint8)
             if t.is_view:
                 self._check_bounds(t)
@@ -73,9 +74,17 @@ class Memory:
     def is_external(self, t: Tensor) -> bool:
         return not self.buffer(t).flags.writeable
 
+    def release(self, t: Tensor) -> None:
+        """Drop a root's buffer (a fused kernel's temporary): any later access fails loudly."""
+        self.bufs.pop(id(t), None)
+
     # --- raw access ------------------------------------------------------------------------
     def buffer(self, t: Tensor) -> np.ndarray:
-        return self.bufs[id(root_of(t))]
+        buf = self.bufs.get(id(root_of(t)))
+        if buf is None:
+            raise RunError(f"tensor {t.name!r} has no memory now: {root_of(t).name!r} is not materialised (a value "
+                           "fused inside another kernel, read outside it)")
+        return buf
 
     def _strided(self, t: Tensor, dtype, shape, strides) -> np.ndarray:
         buf = self.buffer(t)

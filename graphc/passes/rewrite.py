@@ -1,0 +1,98 @@
+"""Shared helpers of the graph passes: copying a graph, memory facts (who writes which root), rewiring uses.
+
+Memory model (ggml's): a root tensor (a leaf, or a node that is not a view) owns bytes; alias ops
+(view, reshape, permute, transpose) only re-describe them and compute nothing; a *writer* (cpy,
+set_rows: a node that is a view but not an alias op) stores into its destination's root. A node reads
+the roots of its sources at the moment it runs, so writers order reads of the same root.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..builder import GraphBuilder
+from ..ir import Flag, Graph, Tensor
+from ..ops import Decl
+from ..program import ALIAS_ONLY, root_of
+
+__all__ = ["clone", "is_alias", "is_writer", "writers_by_root", "reads", "replace_uses", "remake",
+           "layout_equal", "OBSERVABLE"]
+
+# a leaf with any of these flags is seen from outside the graph (fed, bound or kept between runs)
+OBSERVABLE = Flag.INPUT | Flag.PARAM | Flag.STATE
+
+
+def clone(graph: Graph) -> Graph:
+    """A copy with fresh Tensor objects (params dicts copied; data arrays shared, never mutated by passes)."""
+    new: dict[int, Tensor] = {id(t): dataclasses.replace(t, params=dict(t.params)) for t in graph.tensors()}
+    for t in new.values():
+        t.src = tuple(None if s is None else new.get(id(s), s) for s in t.src)
+        if t.view_src is not None:
+            t.view_src = new.get(id(t.view_src), t.view_src)
+    return Graph(graph.name, [new[id(t)] for t in graph.leafs], [new[id(t)] for t in graph.nodes])
+
+
+def is_alias(t: Tensor) -> bool:
+    return t.op in ALIAS_ONLY
+
+
+def is_writer(t: Tensor) -> bool:
+    """A node that stores into memory it does not own (cpy, set_rows): a side effect on its root."""
+    return t.view_src is not None and not is_alias(t)
+
+
+def writers_by_root(graph: Graph) -> dict[int, list[Tensor]]:
+    """id(root) -> writer nodes into it, in graph order."""
+    out: dict[int, list[Tensor]] = {}
+    for n in graph.nodes:
+        if is_writer(n):
+            out.setdefault(id(n.view_src), []).append(n)
+    return out
+
+
+def reads(n: Tensor) -> list[Tensor]:
+    """Roots whose memory node n reads when it runs (alias nodes read nothing; a writer's destination
+    operand is written, not read, except by set_rows/cpy semantics that keep other bytes as they are)."""
+    if is_alias(n):
+        return []
+    srcs = [s for s in n.src if s is not None]
+    if is_writer(n) and n.op in ("cpy", "set_rows"):
+        dst = n.src[1] if n.op == "cpy" else n.src[0]
+        srcs = [s for s in srcs if s is not dst]
+    out: list[Tensor] = []
+    for s in srcs:
+        r = root_of(s)
+        if all(r is not o for o in out):
+            out.append(r)
+    return out
+
+
+def layout_equal(a: Tensor, b: Tensor) -> bool:
+    """Same type, shape and strides: one can stand for the other in any consumer or view."""
+    return a.type is b.type and a.ne == b.ne and a.nb == b.nb
+
+
+def replace_uses(graph: Graph, old: Tensor, new: Tensor) -> int:
+    """Make every consumer of `old` read `new` (layouts must be equal). Views rooted at `old` are moved
+    onto new's root at new's offset. Returns the number of rewired sources."""
+    assert layout_equal(old, new), (old, new)
+    n_rewired = 0
+    base, offs = root_of(new), (new.view_offs if new.is_view else 0)
+    for t in graph.nodes:
+        if any(s is old for s in t.src):
+            t.src = tuple(new if s is old else s for s in t.src)
+            n_rewired += 1
+        if t.view_src is old:
+            t.view_src, t.view_offs = base, t.view_offs + offs
+    return n_rewired
+
+
+def remake(t: Tensor, op: str, srcs: list[Tensor | None], params: dict[str, Any] | None = None,
+           decl: Decl | None = None) -> None:
+    """Turn node t into `op(srcs)` in place (keeping its name, flags and identity), through the builder's
+    shape rule; the result must describe exactly the same type, shape and memory as before."""
+    made = GraphBuilder().op(op, srcs, params, t.name, decl)
+    assert layout_equal(made, t), (t, made)
+    assert (made.view_src is t.view_src or (made.view_src is None and t.view_src is None)) and \
+        made.view_offs == t.view_offs, (t, made)
+    t.op, t.src, t.params = made.op, made.src, made.params
