@@ -10,8 +10,6 @@ Every pass keeps the names and flags of inputs, outputs, params and state: calle
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -19,11 +17,13 @@ from typing import Any, Callable, Iterable
 
 from ..errors import CompileError
 from ..ir import Flag, Graph
+from .. import memplan
 from ..program import Program, unfused
 from ..verify import verify
 from .canonicalize import canonicalize
 from .cse import cse
 from .dce import dce
+from .fuse import fuse as _fuse
 from .rewrite import clone
 from .schedule import peak_bytes, schedule
 
@@ -43,16 +43,11 @@ def _verify(graph: Graph, stats: dict[str, int] | None = None) -> Graph:
     return verify(clone(graph))
 
 
-def _fuse(graph: Graph) -> Program:
-    if importlib.util.find_spec("graphc.passes.fuse") is None:
-        return unfused(graph)
-    return importlib.import_module("graphc.passes.fuse").fuse(graph)
-
-
 def _plan(program: Program) -> Program:
-    if importlib.util.find_spec("graphc.memplan") is None:
-        return program
-    return importlib.import_module("graphc.memplan").plan(program)
+    """Place every intermediate in one arena, then prove the placement (the checker is cheap: run it always)."""
+    program = memplan.plan(program)
+    memplan.check_plan(program)
+    return program
 
 
 PASSES: list[Pass] = [
@@ -122,8 +117,6 @@ def run_pipeline(graph: Graph, *, disable: Iterable[str] = (), dump_dir: "str | 
                 program, log = _adopt(unfused(g), log)
             n_log = len(log)
             program = p.fn(program)
-            if verify_each and program.plan is not None and importlib.util.find_spec("graphc.memplan"):
-                importlib.import_module("graphc.memplan").check_plan(program)
             log = program.log
             line = "" if len(log) > n_log else f"{p.name}: " + ("placed" if program.plan else "skipped (no planner)")
         if line:
@@ -165,7 +158,7 @@ def _dump(folder: "str | os.PathLike[str]", stem: str, what: "Graph | Program") 
     if isinstance(what, Program):
         lines = [f"{k.name}: {k.kind} [{', '.join(k.ops)}] -> {', '.join(o.name for o in k.outputs)}"
                  for k in what.kernels]
-        if what.plan is not None and importlib.util.find_spec("graphc.memplan"):
-            lines += ["", importlib.import_module("graphc.memplan").report(what)]
+        if what.plan is not None:
+            lines += ["", memplan.report(what)]
         with open(os.path.join(folder, stem + ".txt"), "w", encoding="utf-8", newline="\n") as f:
             f.write("\n".join(lines) + "\n")
