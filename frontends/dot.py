@@ -453,7 +453,7 @@ class _GgmlReader:
             return (*r.dims, count // p)            # type: ignore[return-value]
         if count is None and r.dims[2] != 1:
             return (*r.dims, 1)                     # type: ignore[return-value]
-        raise _Unresolved(f"ne3 is not printed and cannot be derived; hint `ne3`")
+        raise _Unresolved("ne3 is not printed and cannot be derived; hint `ne3`")
 
     # -- params per op ------------------------------------------------------------------------
     def param_options(self, op: str, fixed: dict, r: _Rec, name: str, srcs: list,

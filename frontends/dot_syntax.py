@@ -266,10 +266,9 @@ class _Parser:
             return                                   # node/edge defaults: not used by dumps
         if self.is_kw("subgraph") or self.is_punct("{"):
             start = self.peek()
-            ids = self.subgraph(depth)
+            self.subgraph(depth)                     # clusters group nodes; dumps draw no edges to them
             if self.peek().kind == "arrow":
                 raise self.error("edges from or to a subgraph are not supported", start)
-            del ids
             return
         first = self.take()
         if first.kind not in ("id", "str", "html") or (first.kind == "id" and first.value.lower() in _KEYWORDS):

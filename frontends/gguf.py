@@ -237,7 +237,7 @@ class GGUFFile:
     def _alignment(self, c: _Cursor) -> int:
         if "general.alignment" not in self.metadata:
             return DEFAULT_ALIGNMENT
-        a, (vt, _e) = self.metadata["general.alignment"], self.value_types["general.alignment"]
+        a, vt = self.metadata["general.alignment"], self.value_types["general.alignment"][0]
         if vt != ValueType.UINT32 or not (0 < a <= MAX_ALIGNMENT) or a & (a - 1):
             raise c.fail(f"general.alignment must be a UINT32 power of two up to {MAX_ALIGNMENT}, got {vt.name} {a!r}")
         return a

@@ -21,7 +21,6 @@ in the leaf's own type is used in place, read-only, never copied; other stored t
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ import numpy as np
 from .custom import get_custom_op
 from .errors import CompileError, GraphcError, ParseError, RunError
 from .ir import Flag, Graph, Tensor, WeightRef, full_numpy_shape
-from .types import get_type
+
 from .verify import verify
 from graphc.targets import DEFAULT_TARGET
 
@@ -144,16 +143,6 @@ def _as_graph(graph_or_path: "Graph | PathLike") -> tuple[Graph, str | None]:
         path = os.fspath(graph_or_path)
         return load_graph(path), path
     raise CompileError(f"compile() takes a Graph or a path to a graph file, got {type(graph_or_path).__name__}")
-
-
-def clone_graph(graph: Graph) -> Graph:
-    """A copy whose tensors can be changed (data arrays are shared, never copied)."""
-    new: dict[int, Tensor] = {id(t): dataclasses.replace(t, params=dict(t.params)) for t in graph.tensors()}
-    for t in new.values():
-        t.src = tuple(None if s is None else new.get(id(s), s) for s in t.src)
-        if t.view_src is not None:
-            t.view_src = new.get(id(t.view_src), t.view_src)
-    return Graph(graph.name, [new[id(t)] for t in graph.leafs], [new[id(t)] for t in graph.nodes])
 
 
 # --- weight files (graphc.frontends.weights: GGUF, safetensors, .npy, .npz; mapped, not copied) ----
@@ -365,7 +354,7 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     target_mod = get_target(target)
     if not isinstance(quantize, QuantPlan):
         parse_spec(quantize)        # a bad type or override fails before any weight is read
-    g = verify(clone_graph(graph))
+    g = verify(graph.copy())
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     in_memory = bind_weights(g, weights, base_dir)
     qplan, in_memory = _apply_quantize(g, quantize, in_memory)
@@ -461,7 +450,7 @@ def save_artifact(module: Module, directory: str) -> str:
 
     # The saved graph carries no data: in-memory leaf data goes to weights.npz by leaf index (names are
     # free text and need not be unique); file bindings stay bindings, made absolute.
-    g = clone_graph(module.graph)
+    g = module.graph.copy()
     arrays: dict[str, np.ndarray] = {}
     weights_table = []
     for i, t in enumerate(g.leafs):

@@ -160,6 +160,16 @@ class Graph:
         yield from self.leafs
         yield from self.nodes
 
+    def copy(self) -> "Graph":
+        """A structural copy whose tensors can be changed (params copied; data arrays shared, never copied)."""
+        import dataclasses
+        new = {id(t): dataclasses.replace(t, params=dict(t.params)) for t in self.tensors()}
+        for t in new.values():
+            t.src = tuple(None if s is None else new.get(id(s), s) for s in t.src)
+            if t.view_src is not None:
+                t.view_src = new.get(id(t.view_src), t.view_src)
+        return Graph(self.name, [new[id(t)] for t in self.leafs], [new[id(t)] for t in self.nodes])
+
     def _with(self, flag: Flag) -> list[Tensor]:
         return [t for t in self.tensors() if t.flags & flag]
 

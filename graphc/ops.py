@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import GraphError
 from .ir import MAX_DIMS, Tensor, contiguous_strides, nbytes
-from .types import F16, F32, GGMLType, I32, TYPES, get_type
+from .types import F32, GGMLType, I32, get_type
 
 REQUIRED = object()
 

@@ -378,17 +378,6 @@ def _decide(t: Tensor, spec: QuantSpec, m: tuple[str, str] | None, users) -> Dec
 
 # --- apply ----------------------------------------------------------------------------------------
 
-def clone(graph: Graph) -> Graph:
-    """A structural copy (data arrays shared, never copied) whose tensors can be changed."""
-    import dataclasses
-    new = {id(t): dataclasses.replace(t, params=dict(t.params)) for t in graph.tensors()}
-    for t in new.values():
-        t.src = tuple(None if s is None else new.get(id(s), s) for s in t.src)
-        if t.view_src is not None:
-            t.view_src = new.get(id(t.view_src), t.view_src)
-    return Graph(graph.name, [new[id(t)] for t in graph.leafs], [new[id(t)] for t in graph.nodes])
-
-
 def source_values(t: Tensor, value: Any = None) -> np.ndarray:
     """A weight's values as f32 rows (rows, ne0), from `value` (numpy values or raw bytes of t's type)
     or else from t.data; f16 and bf16 are widened to f32 exactly, as ggml's quantize tools do."""
@@ -527,7 +516,7 @@ def apply(graph: Graph, qplan: Mapping[str, str], weights: "Mapping[str, Any] | 
     """A new graph with the plan's weights retyped, and {name: data} for the weights it re-encoded
     (raw uint8 for block types and bf16, values for f16/f32) — what compile(new_graph, weights=...) takes.
     Values come from `weights` (name -> numpy values or raw bytes) or else from the leafs' own data."""
-    g = clone(graph)
+    g = graph.copy()
     changed = apply_inplace(g, qplan, weights, progress)
     return g, {t.name: weight_value(t) for t in changed}
 
@@ -542,7 +531,7 @@ def save_gguf(path: "str | os.PathLike[str]", graph: Graph, weights: "Mapping[st
     from graphc.frontends.gguf import write_gguf
     from .api import to_tensor_values, encode_leaf
     path = os.fspath(path)
-    g = clone(graph)
+    g = graph.copy()
     tensors = []
     seen: set[str] = set()
     moved = [t for t in weight_leafs(g)      # constants with inline data stay inline

@@ -7,7 +7,6 @@ the roots of its sources at the moment it runs, so writers order reads of the sa
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..builder import GraphBuilder
@@ -23,13 +22,8 @@ OBSERVABLE = Flag.INPUT | Flag.PARAM | Flag.STATE
 
 
 def clone(graph: Graph) -> Graph:
-    """A copy with fresh Tensor objects (params dicts copied; data arrays shared, never mutated by passes)."""
-    new: dict[int, Tensor] = {id(t): dataclasses.replace(t, params=dict(t.params)) for t in graph.tensors()}
-    for t in new.values():
-        t.src = tuple(None if s is None else new.get(id(s), s) for s in t.src)
-        if t.view_src is not None:
-            t.view_src = new.get(id(t.view_src), t.view_src)
-    return Graph(graph.name, [new[id(t)] for t in graph.leafs], [new[id(t)] for t in graph.nodes])
+    """Passes never mutate their input: each works on a copy."""
+    return graph.copy()
 
 
 def is_alias(t: Tensor) -> bool:

@@ -22,7 +22,6 @@ import numpy as np
 from graphc.custom import get_custom_op
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
-from graphc.ops import OPS
 from graphc.program import Program, region_of, root_of
 from graphc.quants import MUL_MAT_TYPES
 
