@@ -23,6 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import graphc  # noqa: E402
 from graphc import quants  # noqa: E402
@@ -204,6 +205,11 @@ def main() -> None:
                      f"{mib(r['bound'])} | {ratio:.3f} | {mib(r['naive'])} | {r['s'] * 1e3:.0f} ms |")
     lines += ["", "Targets (issue 4): arena within 10% of the lower bound; the LLaMA-7B-shaped graph through all "
               "passes in under 2 s.", ""]
+    try:                                   # the C target's mul_mat kernels (bench/gemv.py)
+        import gemv
+        lines += gemv.section(gemv.measure(args.quick))
+    except (RuntimeError, OSError) as e:   # no C compiler: say so instead of failing the whole run
+        lines += ["## C target: mul_mat kernels", "", f"not measured: {e}", ""]
     text = "\n".join(lines)
     print(text)
     if args.write:

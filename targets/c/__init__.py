@@ -1,0 +1,184 @@
+"""The C target: one generated, compiled and cached translation unit per Program, run with one C call.
+
+compile(program_or_graph, **opts) -> CExecutable, with ref's protocol (write / read / run / reset_state).
+Memory (ref's conventions, targets/ref/memory.py): one 64-aligned arena of plan.size bytes holds every
+planned intermediate; weights are the leafs' own buffers (read-only file mappings stay mapped, never
+copied); inputs, outputs and state are persistent numpy buffers; values that cross steps inside a
+kernel use one temporary buffer. C gets the base pointers once (gc_create) and keeps them.
+
+Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), extra_cflags (()),
+sanitize (False: ASan+UBSan; loading needs libasan preloaded), gelu_table (False, as ref's option).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from graphc.errors import CompileError, RunError
+from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
+from graphc.program import Program, region_of, root_of
+
+from . import build as cbuild
+from .codegen import Generated, Library, Unsupported, generate
+
+__all__ = ["ACCEPTS_PROGRAM", "CExecutable", "compile", "generate_source", "supported"]
+
+ACCEPTS_PROGRAM = True
+
+
+def _as_program(what: "Graph | Program") -> Program:
+    if isinstance(what, Program):
+        if what.plan is None:
+            from graphc.memplan import plan
+            what = plan(what)
+        return what
+    if isinstance(what, Graph):
+        from graphc.passes import run_pipeline
+        return run_pipeline(what)
+    raise CompileError(f"target c compiles a Graph or a Program, got {type(what).__name__}")
+
+
+def generate_source(what: "Graph | Program", gelu_table: bool = False) -> Generated:
+    """The generated C (and its memory layout) for a graph or Program; Unsupported if an op has no kernel."""
+    return generate(_as_program(what), Library.scan(), gelu_table)
+
+
+def supported(what: "Graph | Program") -> bool:
+    try:
+        generate_source(what)
+    except Unsupported:
+        return False
+    return True
+
+
+def _aligned_zeros(n: int, align: int = 64) -> np.ndarray:
+    raw = np.zeros(n + align, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + n]
+
+
+def _imports():
+    from graphc.targets.ref import _shareable, _written_roots
+    from graphc.targets.ref.memory import Memory
+    return Memory, _shareable, _written_roots
+
+
+class CExecutable:
+    def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
+                 openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
+                 gelu_table: bool = False):
+        if n_threads is None:
+            n_threads = os.cpu_count() or 1
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+            raise CompileError(f"target c: n_threads must be a positive integer, got {n_threads!r}")
+        if not isinstance(march, str) or any(c.isspace() for c in march):
+            raise CompileError(f"target c: bad march {march!r}")
+        if isinstance(extra_cflags, str):
+            extra_cflags = extra_cflags.split()
+        Memory, shareable, written_roots = _imports()
+        self.program = _as_program(what)
+        self.graph = graph = self.program.graph
+        self.n_threads = n_threads
+        self.gen = generate(self.program, Library.scan(), bool(gelu_table))   # Unsupported before any build
+        self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
+                                  extra_cflags=tuple(extra_cflags))
+        self._lib = cbuild.load(self.built.path)
+        ffi = cbuild.ffi()
+
+        # memory: ref's Memory for persistent roots; arena and temps are single buffers
+        plan = self.program.plan
+        mat = {id(root_of(o)) for k in self.program.kernels for o in k.outputs}
+        in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
+        arena_all = in_arena & mat          # the rest never leave their kernel (registers or temps)
+        unbacked = in_arena
+        self.mem = Memory(graph, unbacked)
+        self.arena = _aligned_zeros(max(plan.size, 1))
+        self.temp = _aligned_zeros(max(self.gen.temp_size, 1))
+        self._in_arena = arena_all
+        for n in graph.nodes:
+            if id(n) in arena_all:
+                off = plan.offsets.get(id(n))
+                if off is None or off < 0 or off + n.nbytes > plan.size:
+                    raise CompileError(f"target c: tensor {n.name!r} has no valid place in the {plan.size}-byte arena")
+                self.mem.bind_external(n, self.arena[off:off + n.nbytes])
+        written = written_roots(graph)
+        for t in graph.leafs:
+            if t.data is not None:
+                data = np.asarray(t.data).reshape(-1).view(np.uint8)
+                if data.size != t.nbytes:
+                    raise CompileError(f"leaf {t.name!r} holds {data.size} bytes of data, it needs {t.nbytes}")
+                if shareable(t, data, written):
+                    self.mem.bind_external(t, data)          # zero-copy: C reads the mapping itself
+                else:
+                    self.mem.byte_span(t)[...] = data
+        roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
+        self._keep: list[Any] = []
+        ptrs = []
+        for b in self.gen.buffers:
+            if b == "arena":
+                arr = self.arena
+            elif b == "temp":
+                arr = self.temp
+            else:
+                arr = self.mem.buffer(roots[int(b.split(":", 1)[1])])
+            if arr.size == 0:
+                arr = np.zeros(64, dtype=np.uint8)     # an empty tensor: any valid pointer
+            cbuf = ffi.from_buffer("char[]", arr, require_writable=False)
+            self._keep.append(cbuf)
+            ptrs.append(ffi.cast("char *", cbuf))
+        self._bufs = ffi.new("char *[]", ptrs)
+        inst = self._lib.gc_create(self._bufs, n_threads)
+        if inst == ffi.NULL:
+            raise CompileError("target c: out of memory creating the instance")
+        self._inst = ffi.gc(inst, self._lib.gc_destroy)
+        bad = self._lib.gc_check(self._inst)
+        if bad:
+            n = self.gen.checked[bad - 1]
+            raise Unsupported(f"op {n.op} is not supported on target c yet (tensor {n.name!r}: the library "
+                              f"declines its types/shapes: {n.type.name} {list(n.ne)} from "
+                              f"{[s.type.name for s in n.src if s is not None]})")
+
+    # --- data in and out (as ref) ----------------------------------------------------------------
+    def _check_persistent(self, t: Tensor) -> None:
+        if id(root_of(t)) in self._in_arena:
+            raise RunError(f"tensor {t.name!r} is an intermediate placed in the memory arena, whose bytes later "
+                           "tensors reuse: it has no value outside its kernels (make it an output to read it)")
+
+    def write(self, t: Tensor, values: np.ndarray) -> None:
+        self._check_persistent(t)
+        if self.mem.is_external(t):
+            raise RunError(f"tensor {t.name!r} is a weight mapped read-only from its file; it cannot be written")
+        values = np.asarray(values)
+        if values.dtype == np.uint8:
+            if values.size != t.nbytes:
+                raise RunError(f"tensor {t.name!r}: raw data must be {t.nbytes} bytes, got {values.size}")
+            self.mem.byte_span(t)[...] = values.reshape(-1)
+            return
+        full = full_numpy_shape(t.ne)
+        if values.shape not in (full, t.shape) or values.size != t.nelements:
+            raise RunError(f"tensor {t.name!r}: values of shape {values.shape} do not fit numpy shape {t.shape}")
+        if t.type.is_int and values.dtype.kind not in "iub":
+            raise RunError(f"tensor {t.name!r} is {t.type.name}; got {values.dtype} values")
+        if values.dtype.kind not in "iubf":
+            raise RunError(f"tensor {t.name!r}: cannot store {values.dtype} values")
+        if values.dtype.kind == "f" and values.dtype != np.float32 and t.type.name != "f64":
+            values = values.astype(np.float32)
+        self.mem.store(t, values.reshape(full))
+
+    def read(self, t: Tensor) -> np.ndarray:
+        self._check_persistent(t)
+        return self.mem.read(t)
+
+    def run(self) -> None:
+        self._lib.gc_run(self._inst)          # one call: every kernel, every thread
+
+    def reset_state(self) -> None:
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                self.mem.buffer(t)[...] = 0
+
+
+def compile(what: "Graph | Program", **opts: Any) -> CExecutable:
+    return CExecutable(what, **opts)

@@ -1,0 +1,154 @@
+"""Compile a generated translation unit into a shared library, cached, and load it with cffi.
+
+Compiler: $CC, else the first of cc / gcc / clang on PATH (CompileError when there is none).
+Flags: -O3 -march=<march> (native by default) -ffp-contract=off (elementwise results match the
+reference's f32 operation order; SIMD intrinsics are not affected) -fPIC -shared, -fopenmp when the
+compiler has it (else single-threaded), extra_cflags, and -fsanitize=address,undefined with sanitize.
+Cache: GRAPHC_CACHE_DIR (default ~/.cache/graphc), one <sha256>.so per key = sha256(source, every
+kernels/c header, graphc_params.h, compiler path + `--version`, flags, graphc version); written to a
+temporary file and renamed, so a reader never sees half a library. GRAPHC_NO_CACHE=1 disables it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphc.errors import CompileError
+
+from .codegen import KERNELS
+from .params import header as params_header
+
+CDEF = """
+void *gc_create(char **bufs, int n_threads);
+int gc_check(void *p);
+void gc_run(void *p);
+void gc_destroy(void *p);
+"""
+
+
+@dataclass(frozen=True)
+class Compiler:
+    path: str
+    version: str
+
+
+def find_compiler() -> Compiler:
+    cc = os.environ.get("CC")
+    names = [cc] if cc else ["cc", "gcc", "clang"]
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return _compiler(path)
+    raise CompileError(f"target c needs a C compiler and found none ({'$CC=' + repr(cc) if cc else 'tried cc, gcc, clang'}"
+                       " on PATH); install gcc or clang, or set CC")
+
+
+@functools.lru_cache(maxsize=None)
+def _compiler(path: str) -> Compiler:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise CompileError(f"C compiler {path} does not run: {e}") from None
+    return Compiler(path, out.stdout.strip() or out.stderr.strip())
+
+
+@functools.lru_cache(maxsize=None)
+def has_openmp(cc: str) -> bool:
+    with tempfile.TemporaryDirectory(prefix="graphc-omp-") as d:
+        src = Path(d) / "t.c"
+        src.write_text("#include <omp.h>\nint f(void) { return omp_get_max_threads(); }\n")
+        r = subprocess.run([cc, "-fopenmp", "-fPIC", "-shared", str(src), "-o", str(Path(d) / "t.so")],
+                           capture_output=True, timeout=120)
+        return r.returncode == 0
+
+
+def flags(cc: str, march: str = "native", openmp: bool = True, sanitize: bool = False,
+          extra_cflags: tuple[str, ...] = ()) -> list[str]:
+    f = ["-O3", "-std=gnu11", "-ffp-contract=off", "-fPIC", "-shared",
+         "-Wall", "-Wextra"]
+    if march:
+        f.append(f"-march={march}")
+    if openmp and has_openmp(cc):
+        f.append("-fopenmp")
+    if sanitize:
+        f += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    return f + list(extra_cflags)
+
+
+def cache_dir() -> Path | None:
+    if os.environ.get("GRAPHC_NO_CACHE", "") not in ("", "0"):
+        return None
+    return Path(os.environ.get("GRAPHC_CACHE_DIR") or Path.home() / ".cache" / "graphc")
+
+
+def cache_key(source: str, cc: Compiler, fl: list[str]) -> str:
+    from graphc import __version__
+    h = hashlib.sha256()
+    for part in [source, params_header(), cc.path, cc.version, "\0".join(fl), __version__]:
+        h.update(part.encode("utf-8", "replace"))
+        h.update(b"\0\1")
+    for p in sorted(KERNELS.glob("*.h")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Built:
+    path: str
+    cached: bool        # True when the library came from the cache
+    key: str
+    flags: list[str]
+
+
+def build(source: str, *, march: str = "native", openmp: bool = True, sanitize: bool = False,
+          extra_cflags: tuple[str, ...] = ()) -> Built:
+    cc = find_compiler()
+    fl = flags(cc.path, march, openmp, sanitize, tuple(extra_cflags))
+    key = cache_key(source, cc, fl)
+    cdir = cache_dir()
+    if cdir is not None:
+        lib = cdir / f"{key}.so"
+        if lib.is_file():
+            return Built(str(lib), True, key, fl)
+        cdir.mkdir(parents=True, exist_ok=True)
+        out_dir = cdir
+    else:
+        out_dir = Path(tempfile.mkdtemp(prefix="graphc-c-"))
+    with tempfile.TemporaryDirectory(prefix="graphc-build-") as d:
+        (Path(d) / "program.c").write_text(source, encoding="utf-8")
+        (Path(d) / "graphc_params.h").write_text(params_header(), encoding="utf-8")
+        tmp = Path(d) / "lib.so"
+        cmd = [cc.path, *fl, "-I", d, "-I", str(KERNELS), str(Path(d) / "program.c"), "-o", str(tmp), "-lm"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise CompileError(f"C compiler {cc.path} failed to run: {e}") from None
+        if r.returncode != 0:
+            msg = (r.stderr or r.stdout).strip()
+            raise CompileError(f"C compilation failed ({' '.join(cmd[:1] + fl)}):\n{msg[-4000:]}")
+        fd, part = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=out_dir)
+        os.close(fd)
+        shutil.copyfile(tmp, part)
+        final = out_dir / f"{key}.so"
+        os.replace(part, final)          # atomic: concurrent builders of one key write the same bytes
+    return Built(str(final), False, key, fl)
+
+
+@functools.lru_cache(maxsize=None)
+def ffi():
+    import cffi
+    f = cffi.FFI()
+    f.cdef(CDEF)
+    return f
+
+
+def load(path: str):
+    """dlopen the library (one handle per path; the library has no mutable globals, instances hold state)."""
+    return ffi().dlopen(path)

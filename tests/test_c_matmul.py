@@ -1,0 +1,243 @@
+"""The C target's mul_mat kernels (kernels/c/matmul.h, quant.h) against graphc.quants.mul_mat_quant,
+which reproduces ggml's CPU mul_mat (x86 activation quantization, integer block dots).
+
+matmul.h is compiled into a tiny shared library three times: -march=native (AVX-512 VNNI where the
+machine has it), -march=haswell (AVX2 + FMA + F16C) and -march=x86-64 (portable scalar), each at -O3
+with -Wall -Wextra -Werror. Threads are simulated by calling ith = 0..nth-1 in turn, each with its own
+scratch, exactly as the generated driver does.
+"""
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphc import quants
+from graphc.types import get_type
+
+KERNELS = Path(__file__).resolve().parent.parent / "kernels" / "c"
+HARNESS = r"""
+#include "matmul.h"
+void mm(const gc_ctx *ctx, const gc_tensor *dst, const gc_tensor *const *src, int ith, int nth) {
+    gc_op_mul_mat(ctx, dst, src, 0, ith, nth);
+}
+size_t mm_scratch(const gc_tensor *dst, const gc_tensor *const *src) { return gc_scratch_mul_mat(dst, src, 0); }
+"""
+BUILDS = ("native", "haswell", "x86-64", "ubsan")   # ubsan: native, undefined-behaviour sanitizer
+QTYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
+FTYPES = ("f32", "f16", "bf16")
+NMSE_Q = 1e-10      # quantized: same integer dots, f32 summation order differs
+NMSE_F = 1e-10      # float: f32 SIMD accumulation vs the oracle's float64
+
+
+class GcTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4), ("nb", ctypes.c_int64 * 4),
+                ("type", ctypes.c_int32)]
+
+
+class GcCtx(ctypes.Structure):
+    _fields_ = [("n_threads", ctypes.c_int), ("scratch", ctypes.POINTER(ctypes.c_void_p)),
+                ("scratch_size", ctypes.c_size_t)]
+
+
+def _cpu_has(*flags: str) -> bool:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    have = set(text.split())
+    return all(f in have for f in flags)
+
+
+@pytest.fixture(scope="module", params=BUILDS)
+def lib(request, tmp_path_factory):
+    march = request.param
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    if march == "haswell" and not _cpu_has("avx2", "fma", "f16c"):
+        pytest.skip("this CPU cannot run the AVX2 build")
+    d = tmp_path_factory.mktemp(f"mm_{march}")
+    (d / "h.c").write_text(HARNESS)
+    so = d / "mm.so"
+    flags = ["-O3", f"-march={march}"]
+    if march == "ubsan":
+        flags = ["-O1", "-march=native", "-fsanitize=undefined", "-fno-sanitize-recover=all"]
+    cmd = [cc, *flags, "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+           f"-I{KERNELS}", str(d / "h.c"), "-o", str(so), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    h = ctypes.CDLL(str(so))
+    h.mm.argtypes = [ctypes.POINTER(GcCtx), ctypes.POINTER(GcTensor), ctypes.POINTER(ctypes.POINTER(GcTensor)),
+                     ctypes.c_int, ctypes.c_int]
+    h.mm_scratch.argtypes = [ctypes.POINTER(GcTensor), ctypes.POINTER(ctypes.POINTER(GcTensor))]
+    h.mm_scratch.restype = ctypes.c_size_t
+    return h
+
+
+def _desc(arr: np.ndarray, type_id: int, ne0: int | None = None, nb0: int | None = None) -> GcTensor:
+    """gc_tensor over a numpy array (numpy shape = reversed ne). Block rows: pass ne0 and nb0 (block bytes)."""
+    t = GcTensor()
+    t.data = arr.ctypes.data
+    shape, strides = list(arr.shape[::-1]), list(arr.strides[::-1])
+    if ne0 is not None:                       # arr is (..., row_bytes) uint8
+        shape[0], strides[0] = ne0, nb0
+    shape += [1] * (4 - len(shape))
+    strides += [strides[-1] * shape[len(strides) - 1]] * (4 - len(strides))
+    t.ne[:] = shape
+    t.nb[:] = strides
+    t.type = type_id
+    return t
+
+
+def run_c(lib, w: np.ndarray, wtype: str, K: int, x: np.ndarray, xtype: str, nth: int) -> np.ndarray:
+    """w: uint8 (A3, A2, N, >= row_bytes) raw rows (may be a view); x: (B3, B2, M, K) of xtype (any strides)."""
+    t = get_type(wtype)
+    a = _desc(w, t.id, ne0=K, nb0=t.size)     # nb[0]: bytes per element or per block, as in ggml
+    b = _desc(x, get_type(xtype).id)
+    out = np.full((x.shape[0], x.shape[1], x.shape[2], w.shape[2]), np.nan, np.float32)
+    d = _desc(out, 0)
+    src = (ctypes.POINTER(GcTensor) * 2)(ctypes.pointer(a), ctypes.pointer(b))
+    size = lib.mm_scratch(ctypes.byref(d), src)
+    bufs = [np.empty(size, np.uint8) for _ in range(nth)]
+    ptrs = (ctypes.c_void_p * nth)(*[bb.ctypes.data for bb in bufs])
+    ctx = GcCtx(nth, ptrs, size)
+    for ith in range(nth):
+        lib.mm(ctypes.byref(ctx), ctypes.byref(d), src, ith, nth)
+    return out
+
+
+def random_weights(rng, wtype: str, rows: int, K: int) -> np.ndarray:
+    """(rows, row_bytes) raw weights: ggml's quantizer where graphc has one, else random blocks with sane scales."""
+    t = get_type(wtype)
+    if wtype in FTYPES or wtype in quants._QUANTIZERS:
+        return quants.quantize(rng.standard_normal((rows, K), dtype=np.float32), t)
+    nb = rows * K // t.blck
+    raw = rng.integers(0, 256, (nb, t.size), dtype=np.uint8)
+    offs = {"q2_K": (80, 82), "q3_K": (108,), "q5_K": (0, 2)}[wtype]
+    for o in offs:
+        raw[:, o:o + 2] = quants._f16_bytes(rng.uniform(1e-3, 1e-2, nb).astype(np.float32))
+    return raw.reshape(rows, -1)
+
+
+def expected(w: np.ndarray, wtype: str, x: np.ndarray) -> np.ndarray:
+    a3, a2, n, rb = w.shape
+    b3, b2, m, k = x.shape
+    r3, r2 = b3 // a3, b2 // a2
+    out = np.empty((b3, b2, m, n), np.float32)
+    for i3 in range(b3):
+        for i2 in range(b2):
+            wr = np.ascontiguousarray(w[i3 // r3, i2 // r2, :, :get_type(wtype).row_bytes(k)])
+            out[i3, i2] = quants.mul_mat_quant(wr, wtype, np.asarray(x[i3, i2], np.float32))
+    return out
+
+
+def nmse(a: np.ndarray, e: np.ndarray) -> float:
+    return float(np.sum((a.astype(np.float64) - e) ** 2) / max(np.sum(e.astype(np.float64) ** 2), 1e-300))
+
+
+def check(lib, rng, wtype: str, K: int, N: int, M: int, *, wb=(1, 1), xb=(1, 1), nth: int = 1,
+          x_stride: str = "contig", xtype: str = "f32", w_pad: int = 0) -> None:
+    t = get_type(wtype)
+    rb = t.row_bytes(K)
+    w = np.zeros((*wb, N, rb + w_pad), np.uint8)
+    for i in np.ndindex(*wb):
+        w[i][:, :rb] = random_weights(rng, wtype, N, K)
+    shape = (*xb, M, K)
+    if x_stride == "transposed":          # nb0 != element size: the K axis is the slow one
+        x = rng.standard_normal((*xb, K, M), dtype=np.float32).swapaxes(-1, -2)
+    elif x_stride == "padded":            # rows further apart than K elements
+        x = rng.standard_normal((*xb, M, K + 7), dtype=np.float32)[..., 3:K + 3]
+    else:
+        x = rng.standard_normal(shape, dtype=np.float32)
+    if xtype != "f32":
+        x = (x.astype(np.float16) if xtype == "f16" else x)
+    got = run_c(lib, w, wtype, K, x, xtype, nth)
+    exp = expected(w, wtype, np.asarray(x, np.float32))
+    assert np.all(np.isfinite(got)), "some outputs were not written"
+    err = nmse(got, exp)
+    assert err <= (NMSE_Q if t.is_quantized else NMSE_F), f"{wtype} K={K} N={N} M={M}: nmse {err:.3g}"
+
+
+@pytest.mark.parametrize("wtype", QTYPES + FTYPES)
+@pytest.mark.parametrize("M", [1, 3, 8])
+def test_gemv(lib, rng, wtype, M):
+    K = 512 if get_type(wtype).blck == 256 else 384   # 384: 12 blocks of 32 = 3 full SIMD groups
+    check(lib, rng, wtype, K, 37, M, nth=1)
+    check(lib, rng, wtype, K, 37, M, nth=3)
+
+
+@pytest.mark.parametrize("wtype", QTYPES + FTYPES)
+def test_gemm_tiles(lib, rng, wtype):
+    """More columns than one tile (GC_MM_CT), an odd count, and K with a partial SIMD group."""
+    K = 768 if get_type(wtype).blck == 256 else 352   # 352 = 11 blocks: 2 groups + 3 tail blocks
+    check(lib, rng, wtype, K, 19, 45, nth=3)
+
+
+@pytest.mark.parametrize("wtype", ["q4_0", "q5_1", "q8_0", "q4_K", "q6_K", "f16", "f32"])
+def test_broadcast_and_strides(lib, rng, wtype):
+    K = 256 if get_type(wtype).blck == 256 else 96
+    check(lib, rng, wtype, K, 10, 5, wb=(1, 2), xb=(3, 4), nth=3, x_stride="padded", w_pad=6)
+    check(lib, rng, wtype, K, 9, 4, wb=(2, 1), xb=(2, 3), nth=2, x_stride="transposed")
+
+
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_K", "f16", "bf16"])
+def test_f16_activations(lib, rng, wtype):
+    K = 256
+    check(lib, rng, wtype, K, 8, 3, nth=2, xtype="f16")
+
+
+def test_small_and_empty(lib, rng):
+    check(lib, rng, "q8_0", 32, 1, 1, nth=4)          # more threads than rows
+    check(lib, rng, "f32", 5, 3, 2, nth=2)            # K below one vector
+    check(lib, rng, "f32", 1030, 6, 2, nth=1)         # K over one K block, with a tail
+    w = np.zeros((1, 1, 4, 0), np.uint8)
+    got = run_c(lib, w, "f32", 0, np.zeros((1, 1, 2, 0), np.float32), "f32", 2)
+    assert np.all(got == 0)
+
+
+def test_quantized_extremes(lib, rng):
+    """All-zero activation blocks (d = 0), huge and tiny magnitudes, ties at the rounding boundary."""
+    K, N = 256, 6
+    for wtype in ("q4_0", "q4_1", "q8_0", "q4_K", "q6_K"):
+        x = rng.standard_normal((1, 1, 4, K), dtype=np.float32)
+        x[0, 0, 0, :64] = 0
+        x[0, 0, 1] *= 300        # q8_1's s = sum*d still fits f16
+        x[0, 0, 2] = np.round(x[0, 0, 2] * 4) / 4
+        w = random_weights(rng, wtype, N, K)[None, None]
+        got = run_c(lib, w, wtype, K, x, "f32", 2)
+        exp = expected(w, wtype, x)
+        assert nmse(got, exp) <= NMSE_Q, wtype
+
+
+def test_supports(tmp_path):
+    """gc_supports_mul_mat accepts what the kernels handle and refuses the rest (the C target then says so)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    (tmp_path / "s.c").write_text('#include "matmul.h"\n'
+                                  "int sup(const gc_tensor *d, const gc_tensor *const *s) { return gc_supports_mul_mat(d, s, 0); }\n")
+    so = tmp_path / "s.so"
+    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", f"-I{KERNELS}", str(tmp_path / "s.c"),
+                    "-o", str(so), "-lm"], check=True)
+    lib = ctypes.CDLL(str(so))
+    lib.sup.argtypes = [ctypes.POINTER(GcTensor), ctypes.POINTER(ctypes.POINTER(GcTensor))]
+
+    def sup(wtype: str, K: int = 64, xtype: str = "f32", w_ne2: int = 1, x_ne2: int = 2) -> int:
+        t = get_type(wtype)
+        a = GcTensor(None, (K, 4, w_ne2, 1), (t.size, 64, 64, 64), t.id)
+        b = GcTensor(None, (K, 3, x_ne2, 1), (4, 4 * K, 4, 4), get_type(xtype).id)
+        d = GcTensor(None, (4, 3, x_ne2, 1), (4, 16, 48, 48), 0)
+        return lib.sup(ctypes.byref(d), (ctypes.POINTER(GcTensor) * 2)(ctypes.pointer(a), ctypes.pointer(b)))
+
+    for wtype in QTYPES[:5] + FTYPES:
+        assert sup(wtype) == 1
+    assert sup("q4_K", K=256) == 1
+    assert sup("q4_K", K=64) == 0          # not a whole super-block
+    assert sup("iq4_nl") == 0              # no kernel for this weight type
+    assert sup("f32", xtype="i32") == 0
+    assert sup("q8_0", w_ne2=2, x_ne2=3) == 0   # 3 is not a multiple of 2
