@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py --out demo-out
+	$(BIN)/python examples/demo.py --out demo-out --target c
 
 test: $(STAMP) system-tools
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
