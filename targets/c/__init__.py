@@ -16,9 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from graphc.errors import CompileError, RunError
-from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
+from graphc.errors import CompileError
+from graphc.ir import Graph
 from graphc.program import Program, region_of, root_of
+
+from graphc.targets.ref.memory import MemoryIO
 
 from . import build as cbuild
 from .codegen import Generated, Library, Unsupported, generate
@@ -65,7 +67,7 @@ def _imports():
     return Memory, _shareable, _written_roots
 
 
-class CExecutable:
+class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
                  gelu_table: bool = False):
@@ -140,44 +142,8 @@ class CExecutable:
                               f"declines its types/shapes: {n.type.name} {list(n.ne)} from "
                               f"{[s.type.name for s in n.src if s is not None]})")
 
-    # --- data in and out (as ref) ----------------------------------------------------------------
-    def _check_persistent(self, t: Tensor) -> None:
-        if id(root_of(t)) in self._in_arena:
-            raise RunError(f"tensor {t.name!r} is an intermediate placed in the memory arena, whose bytes later "
-                           "tensors reuse: it has no value outside its kernels (make it an output to read it)")
-
-    def write(self, t: Tensor, values: np.ndarray) -> None:
-        self._check_persistent(t)
-        if self.mem.is_external(t):
-            raise RunError(f"tensor {t.name!r} is a weight mapped read-only from its file; it cannot be written")
-        values = np.asarray(values)
-        if values.dtype == np.uint8:
-            if values.size != t.nbytes:
-                raise RunError(f"tensor {t.name!r}: raw data must be {t.nbytes} bytes, got {values.size}")
-            self.mem.byte_span(t)[...] = values.reshape(-1)
-            return
-        full = full_numpy_shape(t.ne)
-        if values.shape not in (full, t.shape) or values.size != t.nelements:
-            raise RunError(f"tensor {t.name!r}: values of shape {values.shape} do not fit numpy shape {t.shape}")
-        if t.type.is_int and values.dtype.kind not in "iub":
-            raise RunError(f"tensor {t.name!r} is {t.type.name}; got {values.dtype} values")
-        if values.dtype.kind not in "iubf":
-            raise RunError(f"tensor {t.name!r}: cannot store {values.dtype} values")
-        if values.dtype.kind == "f" and values.dtype != np.float32 and t.type.name != "f64":
-            values = values.astype(np.float32)
-        self.mem.store(t, values.reshape(full))
-
-    def read(self, t: Tensor) -> np.ndarray:
-        self._check_persistent(t)
-        return self.mem.read(t)
-
     def run(self) -> None:
         self._lib.gc_run(self._inst)          # one call: every kernel, every thread
-
-    def reset_state(self) -> None:
-        for t in self.graph.leafs:
-            if t.flags & Flag.STATE:
-                self.mem.buffer(t)[...] = 0
 
 
 def compile(what: "Graph | Program", **opts: Any) -> CExecutable:

@@ -21,12 +21,12 @@ import numpy as np
 
 from graphc.custom import get_custom_op
 from graphc.errors import CompileError, RunError
-from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
+from graphc.ir import Flag, Graph, Tensor
 from graphc.program import Program, region_of, root_of
 from graphc.quants import MUL_MAT_TYPES
 
 from . import attention, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
-from .memory import Memory
+from .memory import Memory, MemoryIO
 from .registry import IMPLS
 
 __all__ = ["RefExecutable", "compile", "evaluate"]
@@ -44,7 +44,7 @@ class Context:
         return self.mem.load(t)
 
 
-class RefExecutable:
+class RefExecutable(MemoryIO):
     def __init__(self, graph: "Graph | Program", *, quant_matmul: str = "ggml", gelu_table: bool = False):
         self.program = graph if isinstance(graph, Program) else None
         graph = graph.graph if isinstance(graph, Program) else graph
@@ -77,40 +77,6 @@ class RefExecutable:
                     self.mem.bind_external(t, data)      # the weight buffer IS the file mapping
                 else:
                     self.mem.byte_span(t)[...] = data
-
-    # --- data in and out ---------------------------------------------------------------------
-    def _check_persistent(self, t: Tensor) -> None:
-        if id(root_of(t)) in self._in_arena:
-            raise RunError(f"tensor {t.name!r} is an intermediate placed in the memory arena, whose bytes later "
-                           "tensors reuse: it has no value outside its kernels (make it an output, or compile "
-                           "without the memory plan, to read it)")
-
-    def write(self, t: Tensor, values: np.ndarray) -> None:
-        """Set t's contents: numpy-order values (full 4-D or t.shape), or raw ggml bytes (uint8, t.nbytes)."""
-        self._check_persistent(t)
-        if self.mem.is_external(t):
-            raise RunError(f"tensor {t.name!r} is a weight mapped read-only from its file; it cannot be written")
-        values = np.asarray(values)
-        if values.dtype == np.uint8:
-            if values.size != t.nbytes:
-                raise RunError(f"tensor {t.name!r}: raw data must be {t.nbytes} bytes, got {values.size}")
-            self.mem.byte_span(t)[...] = values.reshape(-1)
-            return
-        full = full_numpy_shape(t.ne)
-        if values.shape not in (full, t.shape) or values.size != t.nelements:   # (t.shape drops 0-sized dims)
-            raise RunError(f"tensor {t.name!r}: values of shape {values.shape} do not fit numpy shape {t.shape}")
-        if t.type.is_int and values.dtype.kind not in "iub":
-            raise RunError(f"tensor {t.name!r} is {t.type.name}; got {values.dtype} values")
-        if values.dtype.kind not in "iubf":
-            raise RunError(f"tensor {t.name!r}: cannot store {values.dtype} values")
-        if values.dtype.kind == "f" and values.dtype != np.float32 and t.type.name != "f64":
-            values = values.astype(np.float32)          # as ggml: floats are f32 before conversion
-        self.mem.store(t, values.reshape(full))
-
-    def read(self, t: Tensor) -> np.ndarray:
-        """t's contents, numpy order 4-D: the stored dtype (f16 as float16); bf16 and block types as float32."""
-        self._check_persistent(t)
-        return self.mem.read(t)
 
     def _program_memory(self) -> Memory:
         """Memory for a Program: arena roots backed by one planned buffer, unmaterialised roots per kernel."""
@@ -166,14 +132,9 @@ class RefExecutable:
         if out is not None:
             self.mem.store(n, out)
 
-    def reset_state(self) -> None:
-        for t in self.graph.leafs:
-            if t.flags & Flag.STATE:
-                self.mem.buffer(t)[...] = 0
 
 
 _ALIAS_OPS = ("view", "reshape", "permute", "transpose")
-
 
 def _written_roots(graph: Graph) -> set[int]:
     """Roots some node writes into (cpy/set/set_rows results are views of their destination)."""

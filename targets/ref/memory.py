@@ -17,7 +17,7 @@ import numpy as np
 
 from graphc import quants
 from graphc.errors import CompileError, RunError
-from graphc.ir import Graph, Tensor, full_numpy_shape
+from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
 from graphc.types import GGMLType
 
 
@@ -179,3 +179,48 @@ def cast_to(values: np.ndarray, ty: GGMLType) -> np.ndarray:
     if dt == np.float16 and values.dtype != np.float32:
         values = values.astype(np.float32)   # round once from f32, as ggml does (never f64 -> f16 directly)
     return values.astype(dt)
+
+
+class MemoryIO:
+    """The host side of an executable (ref, c): numpy values in and out of a Memory (`self.mem`), refusing
+    arena intermediates (`self._in_arena`: roots whose bytes later tensors reuse) and read-only weights."""
+    mem: Memory
+    _in_arena: set
+
+    def _check_persistent(self, t: Tensor) -> None:
+        if id(root_of(t)) in self._in_arena:
+            raise RunError(f"tensor {t.name!r} is an intermediate placed in the memory arena, whose bytes later "
+                           "tensors reuse: it has no value outside its kernels (make it an output, or compile "
+                           "without the memory plan, to read it)")
+
+    def write(self, t: Tensor, values: np.ndarray) -> None:
+        """Set t's contents: numpy-order values (full 4-D or t.shape), or raw ggml bytes (uint8, t.nbytes)."""
+        self._check_persistent(t)
+        if self.mem.is_external(t):
+            raise RunError(f"tensor {t.name!r} is a weight mapped read-only from its file; it cannot be written")
+        values = np.asarray(values)
+        if values.dtype == np.uint8:
+            if values.size != t.nbytes:
+                raise RunError(f"tensor {t.name!r}: raw data must be {t.nbytes} bytes, got {values.size}")
+            self.mem.byte_span(t)[...] = values.reshape(-1)
+            return
+        full = full_numpy_shape(t.ne)
+        if values.shape not in (full, t.shape) or values.size != t.nelements:   # (t.shape drops 0-sized dims)
+            raise RunError(f"tensor {t.name!r}: values of shape {values.shape} do not fit numpy shape {t.shape}")
+        if t.type.is_int and values.dtype.kind not in "iub":
+            raise RunError(f"tensor {t.name!r} is {t.type.name}; got {values.dtype} values")
+        if values.dtype.kind not in "iubf":
+            raise RunError(f"tensor {t.name!r}: cannot store {values.dtype} values")
+        if values.dtype.kind == "f" and values.dtype != np.float32 and t.type.name != "f64":
+            values = values.astype(np.float32)          # as ggml: floats are f32 before conversion
+        self.mem.store(t, values.reshape(full))
+
+    def read(self, t: Tensor) -> np.ndarray:
+        """t's contents, numpy order 4-D: the stored dtype (f16 as float16); bf16 and block types as float32."""
+        self._check_persistent(t)
+        return self.mem.read(t)
+
+    def reset_state(self) -> None:
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                self.mem.buffer(t)[...] = 0
