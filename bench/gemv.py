@@ -209,11 +209,12 @@ def gemm_rows(K: int, N: int, cols: tuple, repeat: int, rng) -> list[dict]:
     return rows
 
 
-def measure(quick: bool) -> dict:
+def measure(quick: bool, bw: float | None = None) -> dict:
+    """GEMV and GEMM rows; `bw`: the copy bandwidth when the caller has measured it already."""
     rng = np.random.default_rng()
     rep = 3 if quick else 10
     shapes = [(4096, 4096)] if quick else [(4096, 4096), (4096, 11008)]
-    return {"bw": copy_bandwidth(rep),
+    return {"bw": bw if bw is not None else copy_bandwidth(rep),
             "gemv": [r for K, N in shapes for r in gemv_rows(K, N, rep, rng)],
             "gemm": gemm_rows(4096, 4096, (256,) if quick else (256, 512), 2 if quick else 3, rng)}
 
