@@ -332,11 +332,19 @@ class Module:
         """Write a self-describing artifact directory; graphc.load(directory) restores the module."""
         return save_artifact(self, os.fspath(directory))
 
+    def emit_lib(self, directory: PathLike, **opts: Any) -> str:
+        """Write a standalone C library (shared library, header, weights pack, manifest, example program and
+        Makefile) into `directory`; target c only. Options: graphc.targets.c.emit_lib (docs/c-library.md)."""
+        if self.target != "c":
+            raise CompileError(f"emit_lib needs a module compiled for target 'c' (this one is for {self.target!r})")
+        from graphc.targets.c import emit_lib
+        return os.fspath(emit_lib(self, directory, **opts))
+
 
 def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, weights: Weights = None,
             quantize: Any = None, passes: Any = True, disable_passes: Iterable[str] = (),
             dump_dir: PathLike | None = None, dump_after: Iterable[str] = (), verify_passes: bool = False,
-            **target_opts: Any) -> Module:
+            share_state: "Module | None" = None, **target_opts: Any) -> Module:
     """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module.
 
     passes: run the pass pipeline (graphc.passes.PASSES) before the target: True (all), False (none: the
@@ -347,7 +355,11 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     quantize: re-encode float weights that feed mul_mat on the way in (graphc.quantize has the rules):
     a type name ("q4_0", "q8_0", "q4_K", "f16", ...), or {"default": "q4_0", "overrides": {name, glob or
     "re:regex": type or "keep"}, "get_rows": bool, "min_elements": int, "progress": bool | callable},
-    or a QuantPlan from graphc.quantize.plan(). The plan used is `module.quantize_plan`."""
+    or a QuantPlan from graphc.quantize.plan(). The plan used is `module.quantize_plan`.
+
+    share_state: another Module (same target) whose state tensors this one uses, matched by name: every
+    state tensor of this graph must exist there with the same type and shape. A prefill graph and a decode
+    graph share one KV cache this way; reset_state() on either resets both."""
     from graphc.targets import get_target
     from .quantize import parse_spec, QuantPlan
     graph, path = _as_graph(graph_or_path)
@@ -360,9 +372,28 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     qplan, in_memory = _apply_quantize(g, quantize, in_memory)
     pipeline = dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
                     verify_passes=verify_passes)
-    m = _finish(g, target, target_mod, target_opts, in_memory, path, pipeline)
+    shared = _shared_state(g, share_state, target) if share_state is not None else None
+    m = _finish(g, target, target_mod, target_opts, in_memory, path, pipeline, shared)
     m.quantize_plan = qplan
     return m
+
+
+def _shared_state(g: Graph, other: "Module", target: str) -> dict[str, np.ndarray]:
+    """The other module's state buffers for g's state tensors; CompileError on any mismatch."""
+    if not isinstance(other, Module):
+        raise CompileError(f"share_state must be a compiled Module, got {type(other).__name__}")
+    if other.target != target or not hasattr(other._exe, "state_buffers"):
+        raise CompileError(f"share_state: a {target!r} module cannot share state with a {other.target!r} module")
+    theirs = {t.name: t for t in other.graph.state}
+    for t in g.state:
+        o = theirs.get(t.name)
+        if o is None:
+            raise CompileError(f"share_state: state {t.name!r} does not exist in {other.graph.name!r} "
+                               f"(its state: {', '.join(theirs) or 'none'})")
+        if o.type is not t.type or tuple(o.ne) != tuple(t.ne):
+            raise CompileError(f"share_state: state {t.name!r} is {t.type.name} {list(t.ne)} here but "
+                               f"{o.type.name} {list(o.ne)} in {other.graph.name!r}")
+    return other._exe.state_buffers()
 
 
 def _run_passes(g: Graph, passes: Any = True, disable_passes: Iterable[str] = (), dump_dir: PathLike | None = None,
@@ -391,7 +422,8 @@ def _accepts_program(target_mod: Any) -> bool:
 
 
 def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any], in_memory: set[int],
-            source: str | None, pipeline: dict[str, Any] | None = None) -> Module:
+            source: str | None, pipeline: dict[str, Any] | None = None,
+            state_buffers: "dict[str, np.ndarray] | None" = None) -> Module:
     for n in g.nodes:
         if n.op == "custom":
             get_custom_op(n.params["fn"])   # CompileError if unregistered
@@ -403,8 +435,9 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
         g = program.graph
         in_memory = {id(t) for t in g.leafs if t.data is not None and (t.weight is None or t.name in names)}
     try:
+        extra = {"state_buffers": state_buffers} if state_buffers is not None else {}
         exe = target_mod.compile(program if program is not None and _accepts_program(target_mod) else g,
-                                 **target_opts)
+                                 **target_opts, **extra)
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise CompileError(f"target {target!r}: bad option ({e})") from None

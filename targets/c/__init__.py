@@ -7,7 +7,8 @@ copied); inputs, outputs and state are persistent numpy buffers; values that cro
 kernel use one temporary buffer. C gets the base pointers once (gc_create) and keeps them.
 
 Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), extra_cflags (()),
-sanitize (False: ASan+UBSan; loading needs libasan preloaded), gelu_table (False, as ref's option).
+sanitize (False: ASan+UBSan; loading needs libasan preloaded), gelu_table (False, as ref's option),
+state_buffers (None: {state name: uint8 buffer} shares state with another executable).
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from graphc.targets.ref.memory import MemoryIO
 
 from . import build as cbuild
 from .codegen import Generated, Library, Unsupported, generate
+from .emit_lib import emit_lib   # the function (the submodule stays importable via importlib)
 
-__all__ = ["ACCEPTS_PROGRAM", "CExecutable", "compile", "generate_source", "supported"]
+__all__ = ["ACCEPTS_PROGRAM", "CExecutable", "compile", "emit_lib", "generate_source", "supported"]
 
 ACCEPTS_PROGRAM = True
 
@@ -70,7 +72,7 @@ def _imports():
 class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
-                 gelu_table: bool = False):
+                 gelu_table: bool = False, state_buffers: "dict[str, np.ndarray] | None" = None):
         if n_threads is None:
             n_threads = os.cpu_count() or 1
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
@@ -96,6 +98,7 @@ class CExecutable(MemoryIO):
         arena_all = in_arena & mat          # the rest never leave their kernel (registers or temps)
         unbacked = in_arena
         self.mem = Memory(graph, unbacked)
+        self._share_state(state_buffers)
         self.arena = _aligned_zeros(max(plan.size, 1))
         self.temp = _aligned_zeros(max(self.gen.temp_size, 1))
         self._in_arena = arena_all

@@ -11,7 +11,7 @@ that no kernel output roots compute into temporaries dropped after their kernel 
 intermediate elsewhere fails). Without a plan, nodes run in kernel order with a buffer per root.
 
 Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); gelu_table = False | True
-(see elementwise.py).
+(see elementwise.py); state_buffers = {state name: uint8 buffer} shares state with another executable.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ class Context:
 
 
 class RefExecutable(MemoryIO):
-    def __init__(self, graph: "Graph | Program", *, quant_matmul: str = "ggml", gelu_table: bool = False):
+    def __init__(self, graph: "Graph | Program", *, quant_matmul: str = "ggml", gelu_table: bool = False,
+                 state_buffers: "dict[str, np.ndarray] | None" = None):
         self.program = graph if isinstance(graph, Program) else None
         graph = graph.graph if isinstance(graph, Program) else graph
         self.graph = graph
@@ -66,6 +67,7 @@ class RefExecutable(MemoryIO):
         self._in_arena: set[int] = set()          # roots backed by the arena: their bytes are reused
         self._temps: list[list[Tensor]] = []     # per kernel: roots that live only inside it
         self.mem = self._program_memory() if self.program is not None else Memory(graph)
+        self._share_state(state_buffers)
         self._ctx = Context(self.mem, opts)
         written = _written_roots(graph)
         for t in graph.leafs:

@@ -220,6 +220,21 @@ class MemoryIO:
         self._check_persistent(t)
         return self.mem.read(t)
 
+    def state_buffers(self) -> dict[str, np.ndarray]:
+        """The byte buffers of the state leafs by name (what share_state hands to another executable)."""
+        return {t.name: self.mem.buffer(t) for t in self.graph.leafs if t.flags & Flag.STATE}
+
+    def _share_state(self, buffers: "dict[str, np.ndarray] | None") -> None:
+        """Back state leafs with buffers another executable owns, so graphs for different token counts
+        (prefill, decode) read and write one KV cache. Call before the target takes pointers."""
+        for t in self.graph.leafs:
+            if not t.flags & Flag.STATE or not buffers or t.name not in buffers:
+                continue
+            buf = buffers[t.name]
+            if buf.dtype != np.uint8 or buf.ndim != 1 or buf.size != t.nbytes or not buf.flags.writeable:
+                raise CompileError(f"state {t.name!r}: a shared buffer must be writable flat uint8 of {t.nbytes} bytes")
+            self.mem.bind_external(t, buf)
+
     def reset_state(self) -> None:
         for t in self.graph.leafs:
             if t.flags & Flag.STATE:

@@ -1,0 +1,34 @@
+"""Models end to end: a model file in, a runnable model out.
+
+    model = graphc.models.load("model.gguf", target="c")      # llama / qwen2 / gemma3 GGUF files
+    model = graphc.models.load("RWKV-4-169M.pth")               # RWKV-4 checkpoints (.pth or .safetensors)
+    logits = model.logits([1, 15043])                           # (n_tokens, n_vocab) float32, after the state
+    ids = model.generate("Hello", max_tokens=16, temperature=0) # greedy
+
+Every model is a graphc.models.base.Model; the file's kind decides which loader runs.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from graphc.errors import ParseError
+
+from .base import Model
+
+__all__ = ["Model", "load"]
+
+
+def load(path: "str | os.PathLike[str]", target: str = "c", **opts: Any) -> Model:
+    """Load a GGUF model or an RWKV-4 checkpoint and compile it for `target` (see each loader's options)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"GGUF":
+        from .llm import load_gguf
+        return load_gguf(path, target=target, **opts)
+    if path.endswith((".pth", ".pt", ".safetensors")) or magic[:2] == b"PK":
+        from .rwkv import load_rwkv
+        return load_rwkv(path, target=target, **opts)
+    raise ParseError("not a model graphc knows: expected a GGUF file (magic 'GGUF') or an RWKV-4 checkpoint "
+                     "(.pth zip or .safetensors)", path, offset=0)
