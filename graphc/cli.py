@@ -1,4 +1,4 @@
-"""The graphc command line: compile, run, inspect and convert graphs.
+"""The graphc command line: compile, run, inspect and convert graphs; generate text with a model.
 
 Errors print one line, `graphc: error: ...`, and exit 1 (2 for bad usage); --debug shows the traceback.
 """
@@ -60,13 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", parents=[common], formatter_class=_formatter,
                        help="compile a graph into an artifact directory",
                        description="Compile GRAPH for a target and write a self-describing artifact directory "
-                                   "(manifest.json, the graph, in-memory weights).",
+                                   "(manifest.json, the graph, in-memory weights), and/or, for target c, a "
+                                   "standalone C library (docs/c-library.md).",
                        epilog=_examples("""
                            graphc compile mlp.graph -o mlp.out
                            graphc compile mlp.graph -o mlp.out --weights mlp.npz --target ref
+                           graphc compile mlp.graph --target c --emit-lib mlp-lib --weights mlp.npz
                        """))
     c.add_argument("graph", metavar="GRAPH", help="graph file (.graph text)")
-    c.add_argument("-o", "--output", metavar="DIR", required=True, help="artifact directory to write")
+    c.add_argument("-o", "--output", metavar="DIR", help="artifact directory to write")
+    c.add_argument("--emit-lib", metavar="DIR",
+                   help="target c: write a C library there (libgraphc_model.so, graphc_model.h, weights.bin, "
+                        "manifest.json, example.c, Makefile)")
+    c.add_argument("--march", metavar="M", help="target c: the CPU to compile for (-march=M; default native)")
+    c.add_argument("--threads", metavar="N", type=int, help="target c: threads per run (default: all cores)")
     _target_args(c)
     _pass_args(c)
     _quantize_args(c)
@@ -121,6 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--hints", metavar="FILE", help="hints for a ggml .dot dump (default: IN.hints if it exists; "
                                                    "docs/dot-hints.md)")
     v.set_defaults(func=cmd_convert)
+
+    gn = sub.add_parser("generate", parents=[common], formatter_class=_formatter,
+                        help="generate text (or token ids) with a GGUF model or an RWKV-4 checkpoint",
+                        description="Load MODEL (GGUF: llama, qwen2, gemma3; or an RWKV-4 .pth/.safetensors "
+                                    "checkpoint), feed the prompt and stream the generated tokens to stdout; "
+                                    "prompt and decode tokens/s go to stderr at the end.",
+                        epilog=_examples("""
+                            graphc generate model.gguf --prompt "Once upon a time" --max-tokens 64
+                            graphc generate model.gguf -p "Hi" --temperature 0.8 --top-k 40 --top-p 0.9 --seed 1
+                            graphc generate model.gguf -p "Hi" --target ref --quantize q8_0 --ctx 512
+                            graphc generate rwkv.pth --prompt-ids 1 2 3 --max-tokens 8
+                        """))
+    gn.add_argument("model", metavar="MODEL", help="a .gguf model file or an RWKV-4 checkpoint")
+    src = gn.add_mutually_exclusive_group(required=True)
+    src.add_argument("-p", "--prompt", help="the prompt text (tokenized with the model's vocabulary)")
+    src.add_argument("--prompt-ids", metavar="ID", type=int, nargs="+", help="the prompt as token ids")
+    gn.add_argument("-n", "--max-tokens", type=int, default=64, metavar="N", help="tokens to generate (64)")
+    gn.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
+    gn.add_argument("--top-k", type=int, default=40, metavar="K", help="sample among the K likeliest (40)")
+    gn.add_argument("--top-p", type=float, default=0.95, metavar="P", help="nucleus mass (0.95)")
+    gn.add_argument("--seed", type=int, help="sampling seed (default: a fresh one)")
+    gn.add_argument("--ctx", type=int, metavar="N", help="context length (default: the loader's; bounded by the model's)")
+    gn.add_argument("--threads", type=int, metavar="N", help="threads per run (default: all cores)")
+    gn.add_argument("--quantize", metavar="TYPE", help="quantize float weights at load time (q4_0, q5_1, q8_0, ...)")
+    gn.add_argument("--ids", action="store_true", help="print token ids instead of text")
+    gn.add_argument("--target", default="c", metavar="NAME", help="ref | c (default c)")
+    gn.set_defaults(func=cmd_generate)
     return p
 
 
@@ -237,15 +271,39 @@ def _show(name: str, width: int = 0) -> str:
 
 # --- commands -------------------------------------------------------------------------------
 
+def _c_opts(args: argparse.Namespace) -> dict[str, Any]:
+    """--emit-lib / --march / --threads: target c only."""
+    if not args.output and not args.emit_lib:
+        raise UsageError("compile needs -o DIR (an artifact directory) and/or --emit-lib DIR (a C library)")
+    opts: dict[str, Any] = {}
+    for flag, value, key in (("--emit-lib", args.emit_lib, None), ("--march", args.march, "march"),
+                             ("--threads", args.threads, "n_threads")):
+        if value is not None and args.target != "c":
+            raise UsageError(f"{flag} is for --target c")
+        if key is not None and value is not None:
+            opts[key] = value
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    return opts
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     import graphc
+    opts = {**_target_opts(args.opt), **_c_opts(args)}
     m = graphc.compile(args.graph, target=args.target, weights=args.weights, quantize=_quantize_spec(args),
-                       **_pass_opts(args), **_target_opts(args.opt))
+                       **_pass_opts(args), **opts)
     _after_quantize(m, args)
     _after_passes(m, args)
-    m.save(args.output)
-    print(f"compiled {_show(m.graph.name or os.path.basename(args.graph))} for {m.target} -> {args.output} "
-          f"({len(m.graph.nodes)} nodes, {len(m.inputs)} inputs, {len(m.outputs)} outputs)")
+    name = _show(m.graph.name or os.path.basename(args.graph))
+    if args.output:
+        m.save(args.output)
+        print(f"compiled {name} for {m.target} -> {args.output} "
+              f"({len(m.graph.nodes)} nodes, {len(m.inputs)} inputs, {len(m.outputs)} outputs)")
+    if args.emit_lib:
+        gguf = args.weights if args.weights and args.weights.lower().endswith(".gguf") else None
+        m.emit_lib(args.emit_lib, gguf=gguf)     # the lib may map that GGUF too when its tensors are unchanged
+        print(f"wrote the C library of {name} to {args.emit_lib} (libgraphc_model.so, graphc_model.h, weights.bin; "
+              f"'make -C {args.emit_lib} run' builds and runs its example)")
     return 0
 
 
@@ -470,6 +528,38 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .models import load
+    from .models.base import stream_text
+    if args.max_tokens < 0:
+        raise UsageError("--max-tokens must be >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be >= 1")
+    opts: dict[str, Any] = {}
+    if args.ctx is not None:
+        opts["n_ctx"] = args.ctx
+    if args.threads is not None and args.target == "c":
+        opts["n_threads"] = args.threads
+    if args.quantize:
+        opts["quantize"] = args.quantize
+    model = load(args.model, target=args.target, **opts)
+    if args.prompt is not None and model.tokenizer is None:
+        raise UsageError(f"{args.model} has no tokenizer: give the prompt as token ids with --prompt-ids")
+    prompt = args.prompt if args.prompt is not None else args.prompt_ids
+    if args.ids or model.tokenizer is None:
+        def on_token(tok: int) -> None:
+            print(tok, end=" ", flush=True)
+    else:
+        on_token = stream_text(model)
+    ids = model.generate(prompt, max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p, seed=args.seed, on_token=on_token)
+    print()
+    st = model.stats
+    print(f"prompt: {st.prompt_tokens} tokens, {st.prompt_tps:.1f} tokens/s; decode: {len(ids)} tokens, "
+          f"{st.decode_tps:.1f} tokens/s ({args.target} target)", file=sys.stderr)
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -478,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "command", None) is None:
-            raise UsageError(f"no command given (one of compile, run, inspect, convert; see '{PROG} --help')")
+            raise UsageError(f"no command given (one of compile, run, inspect, convert, generate; see '{PROG} --help')")
         return int(args.func(args) or 0)
     except UsageError as e:
         if debug:

@@ -25,7 +25,8 @@ import graphc
 from graphc import CompileError, RunError
 
 import fixture_graph as fg
-from op_cases import BY_ID, CASE_IDS, CASES, build_graph, compare, prepare
+from op_cases import CASE_IDS, CASES, build_graph, compare, prepare
+from op_union import case_groups, prefixed, union, union_feeds
 from test_fixtures import CASES as FIXTURE_CASES, CONFIGS, fixture_ids
 
 from graphc.targets.c import codegen, generate_source, supported
@@ -44,18 +45,24 @@ def _quant_matmul(graph) -> bool:
 
 def _compile_pair(graph, gelu_table: bool, **c_opts):
     """(c module or the Unsupported error, ref module, bound)."""
+    c_opts.setdefault("serial_work", 0)      # split every step over the threads, however small
     try:
         mc = graphc.compile(graph, target="c", gelu_table=gelu_table, **c_opts)
     except codegen.Unsupported as e:
         assert UNSUPPORTED.match(str(e)), str(e)
         return e, None, None
+    return (mc,) + _ref_and_bound(graph, gelu_table)
+
+
+def _ref_and_bound(graph, gelu_table: bool):
+    """ref's module for graph (ggml's integer matmul path where it has one) and the bound to compare with."""
     bound = QUANT_BOUND if _quant_matmul(graph) else F32_BOUND
     try:
         mr = graphc.compile(graph, target="ref", quant_matmul="ggml", gelu_table=gelu_table)
     except CompileError:                     # a weight type without ref's ggml integer path
         mr = graphc.compile(graph, target="ref", quant_matmul="dequant", gelu_table=gelu_table)
         bound = DEQUANT_BOUND
-    return mc, mr, bound
+    return mr, bound
 
 
 def _check_outputs(got: dict, want: dict, bound: float, exact: bool, what: str) -> None:
@@ -142,12 +149,36 @@ def _mlp_graph(name: str = "x"):
 def test_threads_give_the_same_results(rng):
     graph, _ = _mlp_graph()
     feeds = {"x": rng.standard_normal((5, 37)).astype(np.float32), "b": rng.standard_normal(37).astype(np.float32)}
-    outs = [graphc.compile(graph, target="c", n_threads=n).run(feeds) for n in (1, 2, 3)]
+    outs = [graphc.compile(graph, target="c", n_threads=n, serial_work=sw).run(feeds)
+            for n in (1, 2, 3) for sw in (0, 1 << 30)]
     want = graphc.compile(graph, target="ref").run(feeds)
     for o in outs:
         for k in want:
             np.testing.assert_array_equal(o[k], outs[0][k])     # the split never changes a result
             compare(o[k], want[k], F32_BOUND, k)      # libm's expf may differ from ref's by an ulp
+
+
+def test_small_steps_run_on_one_thread_without_barriers(rng):
+    """Steps below serial_work run on thread 0 in one group; a program of only those opens no thread team."""
+    graph, _ = _mlp_graph()
+    small = graphc.compile(graph, target="c", n_threads=2)._exe.gen.source
+    assert "if(0)" in small and "(ctx, T, ith, nth);" not in small
+    split = graphc.compile(graph, target="c", n_threads=2, serial_work=0)._exe.gen.source
+    assert "if(1)" in split and "(ctx, T, 0, 1);" not in split
+    g = graphc.GraphBuilder("c-mixed")                  # small, big, small: one barrier each side of the big one
+    x = g.set_input(g.new_tensor_2d("f32", 512, 256, "x"))
+    y = g.set_input(g.new_tensor_1d("f32", 8, "y"))
+    big = g.sqr(g.add(x, x))
+    graph = g.build(g.exp(y), big, g.neg(g.scale(y, 2.0)))
+    src = graphc.compile(graph, target="c", n_threads=3)._exe.gen.source
+    assert "if(1)" in src and src.count("(ctx, T, ith, nth);") == 1
+    feeds = {"x": rng.standard_normal((256, 512)).astype(np.float32), "y": rng.standard_normal(8).astype(np.float32)}
+    got = graphc.compile(graph, target="c", n_threads=3).run(feeds)
+    want = graphc.compile(graph, target="ref").run(feeds)
+    for k in want:
+        compare(got[k], want[k], F32_BOUND, k)
+    with pytest.raises(CompileError, match="serial_work"):
+        graphc.compile(graph, target="c", serial_work=-1)
 
 
 def test_intermediates_cannot_be_read(rng):
@@ -227,48 +258,52 @@ def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
         cbuild.build("int x;\n")
 
 
-def _representative():
-    ids = [i for i in ("add-row", "unary-gelu", "glu-swiglu-split", "cpy-f32-f16", "scale", "clamp", "diag_mask_inf",
-                       "rms_norm-mul", "soft_max-mask", "mul_mat-q4_0", "get_rows-f16", "rope-neox", "set_rows-f16")
-           if i in BY_ID]
-    return [i for i in ids if supported(build_graph(BY_ID[i])[0])]
+def _union_groups():
+    return [(gt, cs) for gt, cs in case_groups(supported).items() if cs]
 
 
-def test_generated_code_is_warning_free(tmp_path, monkeypatch):
+def test_every_op_case_builds_warning_free(tmp_path, monkeypatch):
+    """All supported op cases in one program: -Wall -Wextra (always on) with -Werror."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    ids = _representative()
-    assert len(ids) >= 5
-    for i in ids:
-        graph, _ = build_graph(BY_ID[i])
-        graphc.compile(graph, target="c", extra_cflags=["-Werror"])    # -Wall -Wextra are always on
+    groups = _union_groups()
+    assert sum(len(cs) for _, cs in groups) >= 200
+    for gelu_table, cases in groups:
+        graphc.compile(union(cases), target="c", gelu_table=gelu_table, extra_cflags=["-Werror"])
 
 
-def test_sanitizers_in_a_subprocess(tmp_path):
+def test_every_op_case_under_sanitizers(tmp_path, rng):
+    """All supported op cases in one program built with -fsanitize=address,undefined, run in a subprocess
+    (libasan must be loaded first), split over 3 threads; every output compared with ref."""
     libasan = subprocess.run([cbuild.find_compiler().path, "-print-file-name=libasan.so"],
                              capture_output=True, text=True).stdout.strip()
     assert os.path.isabs(libasan) and os.path.exists(libasan), "the compiler ships no libasan"
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        import numpy as np, graphc
-        from op_cases import BY_ID, build_graph, prepare, compare
-        rng = np.random.default_rng()
-        for i in {_representative()!r}:
-            c = BY_ID[i]
-            g, _ = build_graph(c)
-            fed = prepare(c, rng)
-            feeds = {{k: v.feed for k, v in fed.items() if k in g}}
-            got = graphc.compile(g, target="c", sanitize=True, n_threads=2).run(feeds)
-            want = graphc.compile(g, target="ref", quant_matmul="ggml").run(feeds)
-            for k in want:
-                compare(got[k], want[k], 1e-5, i)
-        print("SANITIZED-OK")
-    """)
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", GRAPHC_CACHE_DIR=str(tmp_path),
-               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0 and "SANITIZED-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-6000:]
-    assert "runtime error" not in r.stderr, r.stderr[-6000:]
+    for gelu_table, cases in _union_groups():
+        feeds, per_case = union_feeds(cases, rng)
+        np.savez(tmp_path / "in.npz", **feeds)
+        script = textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {os.path.dirname(__file__)!r})
+            import numpy as np, graphc
+            from graphc.targets.c import supported
+            from op_union import case_groups, union
+            cases = case_groups(supported)[{gelu_table!r}]
+            feeds = dict(np.load({str(tmp_path / "in.npz")!r}))
+            m = graphc.compile(union(cases), target="c", sanitize=True, n_threads=3, serial_work=0,
+                               gelu_table={gelu_table!r})
+            np.savez({str(tmp_path / "out.npz")!r}, **m.run(feeds))
+            print("SANITIZED-OK")
+        """)
+        env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", GRAPHC_CACHE_DIR=str(tmp_path),
+                   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=1200)
+        assert r.returncode == 0 and "SANITIZED-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-6000:]
+        assert "runtime error" not in r.stderr, r.stderr[-6000:]
+        got = dict(np.load(tmp_path / "out.npz"))
+        for i, (c, own) in enumerate(zip(cases, per_case)):
+            graph, _ = build_graph(c)
+            mr, bound = _ref_and_bound(graph, gelu_table)
+            want = mr.run(own)
+            _check_outputs({k: got[prefixed(i, k)] for k in want}, want, bound, c.exact, c.id)
 
 
 def test_c_is_a_known_target():

@@ -8,7 +8,8 @@ kernel use one temporary buffer. C gets the base pointers once (gc_create) and k
 
 Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), extra_cflags (()),
 sanitize (False: ASan+UBSan; loading needs libasan preloaded), gelu_table (False, as ref's option),
-state_buffers (None: {state name: uint8 buffer} shares state with another executable).
+state_buffers (None: {state name: uint8 buffer} shares state with another executable), serial_work
+(codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from graphc.program import Program, region_of, root_of
 from graphc.targets.ref.memory import MemoryIO
 
 from . import build as cbuild
-from .codegen import Generated, Library, Unsupported, generate
+from .codegen import SERIAL_WORK, Generated, Library, Unsupported, generate
 from .emit_lib import emit_lib   # the function (the submodule stays importable via importlib)
 
 __all__ = ["ACCEPTS_PROGRAM", "CExecutable", "compile", "emit_lib", "generate_source", "supported"]
@@ -72,7 +73,8 @@ def _imports():
 class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
-                 gelu_table: bool = False, state_buffers: "dict[str, np.ndarray] | None" = None):
+                 gelu_table: bool = False, state_buffers: "dict[str, np.ndarray] | None" = None,
+                 serial_work: int = SERIAL_WORK):
         if n_threads is None:
             n_threads = os.cpu_count() or 1
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
@@ -85,7 +87,9 @@ class CExecutable(MemoryIO):
         self.program = _as_program(what)
         self.graph = graph = self.program.graph
         self.n_threads = n_threads
-        self.gen = generate(self.program, Library.scan(), bool(gelu_table))   # Unsupported before any build
+        if isinstance(serial_work, bool) or not isinstance(serial_work, int) or serial_work < 0:
+            raise CompileError(f"target c: serial_work must be an integer >= 0, got {serial_work!r}")
+        self.gen = generate(self.program, Library.scan(), bool(gelu_table), serial_work)   # Unsupported before any build
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags))
         self._lib = cbuild.load(self.built.path)

@@ -174,11 +174,40 @@ def _c_comment(s: str) -> str:
     return "".join(c if c.isprintable() and c not in "*/\\" else "?" for c in s)[:63]
 
 
+# Steps with less work than this (about element operations) run on thread 0 alone: a barrier costs more
+# than splitting them saves, and a run of them needs no barrier at all.
+SERIAL_WORK = 1 << 16
+
+
+def _work(st: Step) -> int:
+    """Rough element-operations of a step: values read and written; products count their inner dimension;
+    row gathers and scatters count only the rows they move."""
+    total = 0
+    for n in st.nodes:
+        srcs = [s for s in n.src if s is not None]
+        if n.op in ("mul_mat", "out_prod") and srcs:
+            w = n.nelements * srcs[0].ne[0]
+        elif n.op == "flash_attn_ext" and len(srcs) > 1:
+            w = n.nelements * srcs[1].ne[1]              # every query row meets every cached key
+        elif n.op == "get_rows":
+            w = n.nelements
+        elif n.op == "set_rows" and len(srcs) > 1:
+            w = srcs[1].nelements
+        else:
+            w = max([n.nelements] + [s.nelements for s in srcs])
+        total += w
+    return total
+
+
+def _serial_group(calls: list[str]) -> str:
+    return "if (ith == 0) {\n" + "".join(f"            {c}\n" for c in calls) + "        }"
+
+
 class Codegen:
-    def __init__(self, program: Program, lib: Library, gelu_table: bool = False):
+    def __init__(self, program: Program, lib: Library, gelu_table: bool = False, serial_work: int = SERIAL_WORK):
         if program.plan is None:
             raise CompileError("target c needs a memory-planned Program")
-        self.p, self.lib, self.gelu_table = program, lib, gelu_table
+        self.p, self.lib, self.gelu_table, self.serial_work = program, lib, gelu_table, serial_work
         self.entries: list[Entry] = []
         self.tid: dict[int, int] = {}
         self.temp: dict[int, int] = {}     # id(root) -> offset in the temp buffer (current kernel)
@@ -210,6 +239,7 @@ class Codegen:
     # kernels ---------------------------------------------------------------------------------------
     def generate(self) -> Generated:
         funcs, calls = [], []
+        serial: list[str] = []          # consecutive small steps: thread 0 runs them with no barrier between
         for ki, k in enumerate(self.p.kernels):
             if k.kind == "view":
                 continue
@@ -222,7 +252,15 @@ class Codegen:
                 funcs.append(f"/* kernel {ki} step {si}: {st.kind} {' '.join(self._opname(n) for n in st.nodes)}"
                              f" ({names}) */\nstatic void {fname}(const gc_ctx *ctx, const gc_tensor *T, int ith, "
                              f"int nth) {{\n{body}}}\n")
-                calls.append(fname)
+                if _work(st) < self.serial_work:
+                    serial.append(f"{fname}(ctx, T, 0, 1);")
+                    continue
+                if serial:
+                    calls.append(_serial_group(serial))
+                    serial = []
+                calls.append(f"{fname}(ctx, T, ith, nth);")
+        if serial:
+            calls.append(_serial_group(serial))
         tmpl = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KERNELS)), keep_trailing_newline=True,
                                   undefined=jinja2.StrictUndefined).get_template("program.c.j2")
         headers = sorted(self.used_headers)
@@ -237,7 +275,8 @@ class Codegen:
                 buffers.append(e.buf)
         bufs = ", ".join(str(buffers.index(e.buf)) for e in self.entries) or "0"
         offs = ", ".join(str(e.offset) for e in self.entries) or "0"
-        src = tmpl.render(headers=headers, params=self.params, funcs=funcs, calls=calls, table=table,
+        parallel = any(c.endswith("(ctx, T, ith, nth);") for c in calls)
+        src = tmpl.render(headers=headers, params=self.params, funcs=funcs, calls=calls, table=table, parallel=parallel,
                           n_tensors=len(self.entries), scratch=self.scratch, checks=self._checks(),
                           bufs=bufs, offs=offs)
         return Generated(src, self.entries, self.temp_size, self.checked, headers, buffers)
@@ -450,7 +489,8 @@ class Codegen:
         return out
 
 
-def generate(program: Program, lib: Library | None = None, gelu_table: bool = False) -> Generated:
-    g = Codegen(program, lib or Library.scan(), gelu_table)
+def generate(program: Program, lib: Library | None = None, gelu_table: bool = False,
+             serial_work: int = SERIAL_WORK) -> Generated:
+    g = Codegen(program, lib or Library.scan(), gelu_table, serial_work)
     g._check_items = []
     return g.generate()
