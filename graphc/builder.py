@@ -302,6 +302,9 @@ class GraphBuilder:
 
     def rwkv_wkv6(self, k, v, r, tf, td, state): return self.op("rwkv_wkv6", [k, v, r, tf, td, state])
     def rwkv_wkv7(self, r, w, k, v, a, b, state): return self.op("rwkv_wkv7", [r, w, k, v, a, b, state])
+    def rwkv_wkv4(self, k, v, w, u, state):
+        """graphc: RWKV-4 WKV over T tokens (see graphc.ops); w = -exp(time_decay), u = time_first."""
+        return self.op("rwkv_wkv4", [k, v, w, u, state])
 
     # --- custom ------------------------------------------------------------------------
     def custom(self, fn: str, *srcs: Tensor, type: "str | GGMLType | None" = None,

@@ -1,7 +1,7 @@
 """Every op graphc knows, defined once: sources, typed parameters and the shape rule.
 
 Semantics are ggml's (ggml-reference §4); graphc extensions (maximum, minimum, unary one_minus,
-custom) are marked. A shape rule takes the sources, the normalised params and, for ops whose
+rwkv_wkv4, custom) are marked. A shape rule takes the sources, the normalised params and, for ops whose
 result shape is chosen by the caller (reshape, view, custom), the declared shape, and returns a
 Spec. It raises GraphError naming the rule broken.
 """
@@ -404,6 +404,25 @@ def _wkv7(r, w, k, v, a, b, state):
     n_seqs = state.ne[1]
     _need(state.nelements == S * S * H * n_seqs, f"rwkv_wkv7: state must hold S*S*H*n_seqs = {S * S * H * n_seqs} values", "shape")
     return Spec(F32, (S * H, T + S * n_seqs, 1, 1))
+
+
+@_op("rwkv_wkv4", ("k", "v", "w", "u", "state"), kind="other", ggml="")
+def _wkv4(k, v, w, u, state):
+    """graphc: RWKV-4's WKV in the running-max form (ChatRWKV). k, v [C, T]; w (= -exp(time_decay)) and
+    u (time_first) hold C values; state [3*C, n_seqs]: per sequence the rows aa, bb, pp. Result
+    [C, T + 3*n_seqs]: T rows of wkv, then every sequence's new aa, bb, pp rows."""
+    C, T = k.ne[0], k.ne[1]
+    for nm, t in (("k", k), ("v", v), ("w", w), ("u", u), ("state", state)):
+        _float_src(t, nm)
+        _need(not t.type.is_quantized, f"rwkv_wkv4: {nm} must not be quantized", "type")
+    _need(k.ne[2] == 1 and k.ne[3] == 1 and v.ne == k.ne,
+          f"rwkv_wkv4: k {list(k.ne)} and v {list(v.ne)} must be the same [C, T] matrix", "shape")
+    _need(w.nelements == C and u.nelements == C, f"rwkv_wkv4: w and u must hold C = {C} values each", "shape")
+    n_seqs = state.ne[1]
+    _need(state.ne[0] == 3 * C and state.ne[2] == 1 and state.ne[3] == 1 and n_seqs >= 1,
+          f"rwkv_wkv4: state {list(state.ne)} must be [3*C = {3 * C}, n_seqs]", "shape")
+    _need(T % n_seqs == 0, f"rwkv_wkv4: {T} tokens do not split into {n_seqs} equal sequences", "shape")
+    return Spec(F32, (C, T + 3 * n_seqs, 1, 1))
 
 
 # --- custom ops (registered by name; see graphc.custom) ----------------------------------

@@ -969,6 +969,60 @@ case("rwkv_wkv7-head64-seqs2", _wkv7_inputs(64, 2, 4, 2, 0.05),
      lambda X: wkv7_np(X["r"], X["w"], X["k"], X["v"], X["a"], X["b"], X["st"]),
      lambda ctx, T: gg.ggml_rwkv_wkv7(ctx, T["r"], T["w"], T["k"], T["v"], T["a"], T["b"], T["st"]))
 
+
+def wkv4_np(k, v, w, u, state) -> Arr:
+    """RWKV-4 WKV (ChatRWKV att_seq, running max pp) in float64. k, v (1,1,T,C); w, u C values;
+    state (1,1,n_seqs,3C) rows aa, bb, pp -> (1,1,T+3*n_seqs,C)."""
+    T, C = k.shape[-2], k.shape[-1]
+    n_seqs = state.shape[2]
+    k, v = k.reshape(n_seqs, T // n_seqs, C), v.reshape(n_seqs, T // n_seqs, C)
+    w, u = w.reshape(C), u.reshape(C)
+    aa, bb, pp = (x.copy() for x in np.moveaxis(state.reshape(n_seqs, 3, C), 1, 0))
+    out = np.zeros_like(k)
+    for t in range(k.shape[1]):
+        q = np.maximum(pp, u + k[:, t])
+        e1, e2 = np.exp(pp - q), np.exp(u + k[:, t] - q)
+        out[:, t] = (e1 * aa + e2 * v[:, t]) / (e1 * bb + e2)
+        q = np.maximum(w + pp, k[:, t])
+        e1, e2 = np.exp(w + pp - q), np.exp(k[:, t] - q)
+        aa, bb, pp = e1 * aa + e2 * v[:, t], e1 * bb + e2, q
+    return np.concatenate([out.reshape(-1, C), np.stack([aa, bb, pp], 1).reshape(-1, C)]).reshape(1, 1, -1, C)
+
+
+def wkv4_decay(rng, shape) -> Arr:
+    """w = -exp(time_decay), time_decay spread over [-6, 2] as trained RWKV-4 models have."""
+    return -np.exp(rng.uniform(-6.0, 2.0, shape))
+
+
+def wkv4_state(fresh: bool = False) -> Gen:
+    """Rows aa (any), bb (> 0), pp per sequence; fresh: ChatRWKV's initial state (0, 0, -1e30)."""
+    def gen(rng, shape):
+        st = np.empty(shape)
+        C = shape[-1] // 3
+        st[..., :C] = 0.0 if fresh else rng.standard_normal(shape[:-1] + (C,))
+        st[..., C:2 * C] = 0.0 if fresh else rng.uniform(0.1, 4.0, shape[:-1] + (C,))
+        st[..., 2 * C:] = -1e30 if fresh else rng.uniform(-5.0, 5.0, shape[:-1] + (C,))
+        return st
+    return gen
+
+
+def _wkv4_inputs(C: int, T: int, n_seqs: int, kv: str = "f32", k_gen: Gen = normal, fresh: bool = False) -> list[In]:
+    return [In("k", kv, (C, T), k_gen), In("v", kv, (C, T)), In("w", "f32", (C,), wkv4_decay),
+            In("u", "f32", (C,), uniform(-3.0, 3.0)), In("st", "f32", (3 * C, n_seqs), wkv4_state(fresh))]
+
+
+_WKV4 = (lambda g, T: g.rwkv_wkv4(T["k"], T["v"], T["w"], T["u"], T["st"]),
+         lambda X: wkv4_np(X["k"], X["v"], X["w"], X["u"], X["st"]))
+for _ns in (1, 2):
+    case(f"rwkv_wkv4-seqs{_ns}", _wkv4_inputs(8, 6, _ns), *_WKV4, why_ggml=NO_GGML_GRAPHC)
+case("rwkv_wkv4-f16kv-fresh", _wkv4_inputs(40, 5, 1, "f16", fresh=True), *_WKV4, why_ggml=NO_GGML_GRAPHC)
+# |k| up to 300: exp(k) alone would overflow f32 (> 88.7); the running-max form stays finite
+case("rwkv_wkv4-large-k", _wkv4_inputs(16, 7, 1, k_gen=uniform(-300.0, 300.0), fresh=True), *_WKV4,
+     why_ggml=NO_GGML_GRAPHC)
+case("rwkv_wkv4-transposed-k", [In("kt", "f32", (5, 12)), *_wkv4_inputs(12, 5, 1)[1:]],
+     lambda g, T: g.rwkv_wkv4(g.transpose(T["kt"]), T["v"], T["w"], T["u"], T["st"]),
+     lambda X: wkv4_np(np.swapaxes(X["kt"], -1, -2), X["v"], X["w"], X["u"], X["st"]), why_ggml=NO_GGML_GRAPHC)
+
 # --- combinations: non-contiguous sources, index chains, writes into views -----------------------
 
 case("add-permuted-a", [In("a", "f32", (6, 4, 3)), In("b", "f32", (6, 3, 4))],

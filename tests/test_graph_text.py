@@ -132,6 +132,8 @@ def _per_op_graphs() -> dict[str, list[Graph]]:
         r, w, k, v, a, bb = (f32(b, 4, 2, 3, name=n) for n in "rwkvab")
         return b.rwkv_wkv7(r, w, k, v, a, bb, b.set_state(f32(b, 32, 1, name="state")))
     add("rwkv_wkv7", _wkv7)
+    add("rwkv_wkv4", lambda b: b.rwkv_wkv4(f32(b, 4, 3, name="k"), f32(b, 4, 3, name="v"), f32(b, 4, name="w"),
+                                           f32(b, 4, name="u"), b.set_state(f32(b, 12, 1, name="state"))))
     add("custom", lambda b: b.custom("my_rotate", f32(b, 8, 2, name="x"), f32(b, 8, 2, name="y"),
                                      type="f16", ne=(4, 4, 2)))
     add("custom", lambda b: b.custom("zero_src_op", type="i32", ne=(3,)))

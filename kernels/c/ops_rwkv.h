@@ -1,4 +1,4 @@
-/* GC_PROVIDES: rwkv_wkv6 rwkv_wkv7 */
+/* GC_PROVIDES: rwkv_wkv6 rwkv_wkv7 rwkv_wkv4 */
 /* RWKV linear-attention recurrences, as targets/ref/rwkv.py (ggml-cpu/ops.cpp). Inputs [S, H, T]; the
  * state holds n_seqs blocks of H*S*S floats; the T tokens are n_seqs runs of T/n_seqs. The result
  * [S*H, T + S*n_seqs] holds the T output rows, then every sequence's final state. Heads are independent:
@@ -96,6 +96,67 @@ GC_OP void gc_op_rwkv_wkv7(const gc_ctx *ctx, const gc_tensor *dst, const gc_ten
             }
         }
         for (int64_t e = 0; e < S * S; e++) *gc_rwkv_out(dst, T * C + base + e) = st[e];
+    }
+}
+
+/* --- rwkv_wkv4 (graphc): RWKV-4's WKV with a running max exponent pp, as ChatRWKV's att_seq ----------
+ * k, v [C, T]; w (= -exp(time_decay)), u (time_first): C values; state [3*C, n_seqs] = rows aa, bb, pp
+ * per sequence. dst [C, T + 3*n_seqs]: T wkv rows, then each sequence's new aa, bb, pp rows.
+ * Channels are independent: thread ith takes channels gc_chunk(C) and keeps their aa, bb, pp in
+ * scratch; tokens run outer so the channel loop walks contiguous rows. */
+static inline size_t gc_scratch_rwkv_wkv4(const gc_tensor *dst, const gc_tensor *const *src, const void *params) {
+    (void)dst; (void)params;
+    return 3 * GC_ALIGN_UP((size_t)src[0]->ne[0] * sizeof(float));
+}
+
+static inline float gc_wkv4_at(const gc_tensor *x, int64_t i0, int64_t i1) {
+    const char *p = x->data + i0 * x->nb[0] + i1 * x->nb[1];
+    if (x->type == GC_F32) { float f; memcpy(&f, p, 4); return f; }
+    return gc_get_f32(x->type, p);
+}
+
+/* max that keeps a NaN from either side (torch.maximum / np.maximum) */
+static inline float gc_wkv4_max(float a, float b) { return (a > b || a != a) ? a : b; }
+
+GC_OP void gc_op_rwkv_wkv4(const gc_ctx *ctx, const gc_tensor *dst, const gc_tensor *const *src, const void *params,
+                           int ith, int nth) {
+    (void)params;
+    const gc_tensor *k = src[0], *v = src[1], *w = src[2], *u = src[3], *state = src[4];
+    const int64_t C = k->ne[0], T = k->ne[1], n_seqs = state->ne[1], per = n_seqs > 0 ? T / n_seqs : 0;
+    const size_t vec = GC_ALIGN_UP((size_t)C * sizeof(float));
+    float *aa = (float *)ctx->scratch[ith];
+    float *bb = (float *)((char *)aa + vec), *pp = (float *)((char *)aa + 2 * vec);
+    int64_t c0, c1;
+    gc_chunk(C, ith, nth, &c0, &c1);
+    if (c0 >= c1) return;
+    for (int64_t seq = 0; seq < n_seqs; seq++) {
+        for (int64_t c = c0; c < c1; c++) {
+            aa[c] = gc_get_f32(state->type, GC_AT(state, c, seq, 0, 0));
+            bb[c] = gc_get_f32(state->type, GC_AT(state, C + c, seq, 0, 0));
+            pp[c] = gc_get_f32(state->type, GC_AT(state, 2 * C + c, seq, 0, 0));
+        }
+        for (int64_t t = seq * per; t < (seq + 1) * per; t++) {
+            for (int64_t c = c0; c < c1; c++) {
+                const float kk = gc_wkv4_at(k, c, t), vv = gc_wkv4_at(v, c, t);
+                const float wc = gc_get_f32(w->type, gc_flat_ptr(w, c)), uc = gc_get_f32(u->type, gc_flat_ptr(u, c));
+                float ww = uc + kk, p = gc_wkv4_max(pp[c], ww);
+                float e1 = expf(pp[c] - p), e2 = expf(ww - p);
+                const float out = (e1 * aa[c] + e2 * vv) / (e1 * bb[c] + e2);
+                memcpy(GC_AT(dst, c, t, 0, 0), &out, 4);
+                ww = wc + pp[c];
+                p = gc_wkv4_max(ww, kk);
+                e1 = expf(ww - p);
+                e2 = expf(kk - p);
+                aa[c] = e1 * aa[c] + e2 * vv;
+                bb[c] = e1 * bb[c] + e2;
+                pp[c] = p;
+            }
+        }
+        for (int64_t c = c0; c < c1; c++) {
+            memcpy(GC_AT(dst, c, T + 3 * seq, 0, 0), &aa[c], 4);
+            memcpy(GC_AT(dst, c, T + 3 * seq + 1, 0, 0), &bb[c], 4);
+            memcpy(GC_AT(dst, c, T + 3 * seq + 2, 0, 0), &pp[c], 4);
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-"""RWKV linear-attention recurrences rwkv_wkv6 and rwkv_wkv7 (ggml-cpu/ops.cpp, scalar path).
+"""RWKV linear-attention recurrences rwkv_wkv6 and rwkv_wkv7 (ggml-cpu/ops.cpp, scalar path), and rwkv_wkv4 (graphc).
 
 Inputs are [S, H, T] (numpy (T, H, S)); the state holds n_seqs blocks of H*S*S floats and the T tokens
 are n_seqs consecutive runs of T/n_seqs. The result is [S*H, T + S*n_seqs]: T rows of outputs, then
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .libm import f32
+from .libm import expf, f32
 from .registry import impl
 
 
@@ -64,3 +64,34 @@ def wkv7(ctx, node):
         state = state * wt[..., None, :] + vt[..., :, None] * kt[..., None, :] + sa[..., :, None] * bt[..., None, :]
         out[:, t] = f32(np.einsum("nhij,nhj->nhi", state.astype(np.float64), rt.astype(np.float64)))
     return _result(out, state, s_ * h_)
+
+
+@impl("rwkv_wkv4")
+def wkv4(ctx, node):
+    """RWKV-4 WKV with a running max exponent pp (ChatRWKV's att_seq), per channel, in f32:
+    out = (e1 aa + e2 v) / (e1 bb + e2) with e1 = exp(pp - p), e2 = exp(u + k - p), p = max(pp, u + k);
+    then aa, bb, pp advance with p = max(w + pp, k). The result stacks the T wkv rows over every
+    sequence's new aa, bb, pp rows; the loop runs over tokens, vectorised over sequences and channels."""
+    k_t, v_t, w_t, u_t, s_t = node.src[:5]
+    c, steps_all = k_t.ne[0], k_t.ne[1]
+    n_seqs = s_t.ne[1]
+    k = f32(ctx.load(k_t)).reshape(n_seqs, steps_all // n_seqs, c)
+    v = f32(ctx.load(v_t)).reshape(n_seqs, steps_all // n_seqs, c)
+    w = f32(ctx.load(w_t)).reshape(c)
+    u = f32(ctx.load(u_t)).reshape(c)
+    st = f32(ctx.load(s_t)).reshape(n_seqs, 3, c)
+    aa, bb, pp = st[:, 0].copy(), st[:, 1].copy(), st[:, 2].copy()
+    out = np.empty_like(k)
+    with np.errstate(all="ignore"):          # inf/nan inputs propagate as in C
+        for t in range(k.shape[1]):
+            kk, vv = k[:, t], v[:, t]
+            ww = u + kk
+            p = np.maximum(pp, ww)
+            e1, e2 = expf(pp - p), expf(ww - p)
+            out[:, t] = (e1 * aa + e2 * vv) / (e1 * bb + e2)
+            ww = w + pp
+            p = np.maximum(ww, kk)
+            e1, e2 = expf(ww - p), expf(kk - p)
+            aa, bb, pp = e1 * aa + e2 * vv, e1 * bb + e2, p
+    res = np.concatenate([out.reshape(-1, c), np.stack([aa, bb, pp], axis=1).reshape(-1, c)])
+    return res.reshape(1, 1, -1, c)
