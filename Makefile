@@ -17,8 +17,11 @@ system-tools:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# ggml-python builds real ggml from source (cmake + a C compiler, about a minute): the test oracle
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# ggml-python builds real ggml from source (cmake + a C compiler, about a minute) and llama-cpp-python
+	# builds llama.cpp (about 5 minutes), both for this CPU: the test oracles and benchmark peers
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/python -m pip install -q -e '.[test]'
+	# llama.cpp's tokenizer test vocabularies (ggml-vocab-*.gguf + expected ids) from its sdist
+	$(BIN)/python tools/fetch_vocab.py $(VENV)/share/graphc-vocab
 	touch $(STAMP)
 
 install: $(STAMP)

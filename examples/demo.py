@@ -1,6 +1,11 @@
-"""graphc end to end: build a model graph, write it as a .graph file, compile it with the CLI into an
-artifact, load the artifact from Python and generate tokens; then check that feeding the prompt
-token by token (decode graph, KV cache in state) gives the same logits as one prefill graph.
+"""graphc end to end, in two parts.
+
+1. A graph: build a model graph, write it as a .graph file, compile it with the CLI into an artifact,
+   load the artifact from Python and generate tokens; check that feeding the prompt token by token
+   (decode graph, KV cache in state) gives the same logits as one prefill graph.
+2. A model file: write a tiny random LLaMA GGUF (llama.cpp's layout, q4_0 mix, a small vocabulary),
+   generate text from it with `graphc generate`, and compare graphc's greedy tokens with llama.cpp's on
+   the same file (examples/gguf_generate.py).
 
 Run with `make demo` (it creates the environment first).
 """
@@ -78,6 +83,14 @@ def main() -> None:
     first = graphc.compile(decoder, target=args.target, weights=weights).run(step_inputs(cfg, [prompt[0]], 0))["logits"]
     assert np.array_equal(again, first), "reset_state() did not clear the KV cache"
     print("reset_state() clears the KV cache: OK")
+
+    from graphc.models.testing import make_tiny_gguf
+    print("\n== a GGUF model file end to end ==")
+    gguf_path = make_tiny_gguf(out / "tiny-llama-q4_0.gguf", arch="llama", wtype="q4_0", seed=7)
+    print(f"wrote {gguf_path}")
+    graphc_cli("generate", str(gguf_path), "--prompt", "hello world", "--max-tokens", "16", "--target", args.target)
+    example = Path(__file__).resolve().parent / "gguf_generate.py"
+    subprocess.run([sys.executable, str(example), str(gguf_path), "--target", args.target], check=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ __all__ = ["Model", "load"]
 def load(path: "str | os.PathLike[str]", target: str = "c", **opts: Any) -> Model:
     """Load a GGUF model or an RWKV-4 checkpoint and compile it for `target` (see each loader's options)."""
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ParseError("no such model file", path)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"GGUF":
@@ -29,6 +31,7 @@ def load(path: "str | os.PathLike[str]", target: str = "c", **opts: Any) -> Mode
         return load_gguf(path, target=target, **opts)
     if path.endswith((".pth", ".pt", ".safetensors")) or magic[:2] == b"PK":
         from .rwkv import load_rwkv
+        opts.pop("n_ctx", None)           # an RNN has no context window: its state is fixed-size
         return load_rwkv(path, target=target, **opts)
     raise ParseError("not a model graphc knows: expected a GGUF file (magic 'GGUF') or an RWKV-4 checkpoint "
                      "(.pth zip or .safetensors)", path, offset=0)

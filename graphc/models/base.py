@@ -129,17 +129,21 @@ class Model:
         return out
 
 
-def stream_text(model: Model, out=sys.stdout) -> Callable[[int], None]:
+def stream_text(model: Model, out=None) -> Callable[[int], None]:
     """An on_token callback that prints text as it becomes complete (multi-byte pieces wait for their rest)."""
     done: list[int] = []
     shown = [""]
+    out = out if out is not None else sys.stdout
 
     def on_token(tok: int) -> None:
         done.append(tok)
         text = model.detokenize(done)
         if text.endswith("\ufffd"):          # an incomplete UTF-8 sequence: wait for the next token
             return
-        out.write(text[len(shown[0]):])
+        # decoding more ids normally extends the text; a clean-up rule (" ." -> ".") may rewrite its end,
+        # and what was printed stays printed: print from where the two first differ
+        same = next((i for i, (a, b) in enumerate(zip(text, shown[0])) if a != b), min(len(text), len(shown[0])))
+        out.write(text[same:] if same < len(shown[0]) else text[len(shown[0]):])
         out.flush()
         shown[0] = text
     return on_token
