@@ -3,8 +3,9 @@
     python bench/run.py [--write BENCHMARKS.md] [--quick]
 
 It measures the machine's copy bandwidth, the tiny decoder of examples/ on each target, the pass
-pipeline (fusion, arena) on a LLaMA-7B-shaped graph and the fixtures, and the C target's mul_mat kernels
-against real ggml (ggml-python) and numpy (bench/gemv.py).
+pipeline (fusion, arena) on a LLaMA-7B-shaped graph and the fixtures, the C target's mul_mat kernels
+against real ggml (ggml-python) and numpy (bench/gemv.py), and a LLaMA-shaped GGUF model's prefill and
+decode tokens/s against llama.cpp (llama-cpp-python) on the same file (bench/llm.py).
 """
 from __future__ import annotations
 
@@ -143,6 +144,11 @@ def main() -> None:
         lines += gemv.section(gemv.measure(args.quick, bw))
     except (RuntimeError, OSError) as e:   # no C compiler: say so instead of failing the whole run
         lines += ["## C target: mul_mat kernels", "", f"not measured: {e}", ""]
+    try:                                   # end to end: a LLaMA-shaped GGUF model vs llama.cpp (bench/llm.py)
+        import llm
+        lines += llm.section(llm.measure(args.quick, bw, N_THREADS))
+    except ImportError as e:               # llama-cpp-python missing: say so instead of failing the whole run
+        lines += ["## End to end: LLaMA-shaped GGUF model vs llama.cpp", "", f"not measured: {e}", ""]
     text = "\n".join(lines)
     print(text)
     if args.write:

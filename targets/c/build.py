@@ -108,6 +108,18 @@ class Built:
     flags: list[str]
 
 
+def run_compiler(cmd: list[str], what: str, flags: list[str]) -> str:
+    """Run one compiler command; its warnings (stderr) back, or CompileError naming what failed and why."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise CompileError(f"C compiler {cmd[0]} failed to run: {e}") from None
+    if r.returncode != 0:
+        msg = (r.stderr or r.stdout).strip()
+        raise CompileError(f"{what} failed ({' '.join(cmd[:1] + flags)}):\n{msg[-4000:]}")
+    return (r.stderr or "").strip()
+
+
 def build(source: str, *, march: str = "native", openmp: bool = True, sanitize: bool = False,
           extra_cflags: tuple[str, ...] = ()) -> Built:
     cc = find_compiler()
@@ -127,13 +139,7 @@ def build(source: str, *, march: str = "native", openmp: bool = True, sanitize: 
         (Path(d) / "graphc_params.h").write_text(params_header(), encoding="utf-8")
         tmp = Path(d) / "lib.so"
         cmd = [cc.path, *fl, "-I", d, "-I", str(KERNELS), str(Path(d) / "program.c"), "-o", str(tmp), "-lm"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise CompileError(f"C compiler {cc.path} failed to run: {e}") from None
-        if r.returncode != 0:
-            msg = (r.stderr or r.stdout).strip()
-            raise CompileError(f"C compilation failed ({' '.join(cmd[:1] + fl)}):\n{msg[-4000:]}")
+        run_compiler(cmd, "C compilation", fl)
         fd, part = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=out_dir)
         os.close(fd)
         shutil.copyfile(tmp, part)

@@ -24,7 +24,6 @@ import os
 import shlex
 import shutil
 import struct
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,23 +353,14 @@ def _build(src: Path, out: Path, flags: list[str]) -> tuple[cbuild.Compiler, str
     cc = cbuild.find_compiler()
     tmp = out.parent / f".{LIB_NAME}.part"
     cmd = [cc.path, *flags, "-I", str(src), str(src / "program.c"), str(src / "runtime.c"), "-o", str(tmp), "-lm"]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise CompileError(f"C compiler {cc.path} failed to run: {e}") from None
-    if r.returncode != 0:
-        msg = (r.stderr or r.stdout).strip()
-        raise CompileError(f"building {LIB_NAME} failed ({' '.join(cmd[:1] + flags)}):\n{msg[-4000:]}")
+    warnings = cbuild.run_compiler(cmd, f"building {LIB_NAME}", flags)
     os.replace(tmp, out)
-    return cc, (r.stderr or "").strip()
+    return cc, warnings
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from graphc.api import _sha256 as sha256_file
+    return sha256_file(str(path))
 
 
 def _prepare_dir(d: Path) -> None:
