@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import shutil
 import subprocess
 import sys
@@ -163,7 +164,10 @@ def weights(rng, wtype: str, N: int, K: int, count: int) -> list[np.ndarray]:
     return out
 
 
-def gemv_rows(K: int, N: int, repeat: int, rng) -> list[dict]:
+GEMV_TYPES = ("q4_0", "q8_0", "q4_K")
+
+
+def gemv_rows(K: int, N: int, repeat: int, rng, types: tuple = GEMV_TYPES) -> list[dict]:
     x = rng.standard_normal((1, K), dtype=np.float32)
     rows = []
     mats = [rng.standard_normal((N, K), dtype=np.float32) for _ in range(matrices_for(N * K * 4))]
@@ -171,7 +175,7 @@ def gemv_rows(K: int, N: int, repeat: int, rng) -> list[dict]:
     t_np = best_time(lambda: mats[next(it) % len(mats)] @ x[0], repeat * len(mats))
     rows.append({"shape": f"{N}x{K}", "wtype": "f32", "impl": "numpy", "bytes": N * K * 4, "s": t_np})
     mats.clear()                            # free the f32 matrices before the quantized ones
-    for wtype in ("q4_0", "q8_0", "q4_K"):
+    for wtype in types:
         nb = N * get_type(wtype).row_bytes(K)
         raws = weights(rng, wtype, N, K, matrices_for(nb))
         # alternate the two, ROUNDS times, and keep each one's best median: other processes on a shared
@@ -214,9 +218,21 @@ def measure(quick: bool, bw: float | None = None) -> dict:
     rng = np.random.default_rng()
     rep = 3 if quick else 10
     shapes = [(4096, 4096)] if quick else [(4096, 4096), (4096, 11008)]
-    return {"bw": bw if bw is not None else copy_bandwidth(rep),
-            "gemv": [r for K, N in shapes for r in gemv_rows(K, N, rep, rng)],
-            "gemm": gemm_rows(4096, 4096, (256,) if quick else (256, 512), 2 if quick else 3, rng)}
+    load0 = os.getloadavg()[0]
+    res = {"bw": bw if bw is not None else copy_bandwidth(rep),
+           "gemv": [r for K, N in shapes for r in gemv_rows(K, N, rep, rng)],
+           "gemm": gemm_rows(4096, 4096, (256,) if quick else (256, 512), 2 if quick else 3, rng)}
+    res["load"] = (load0, os.getloadavg()[0])
+    return res
+
+
+def _load_note(res: dict) -> str:
+    """Other processes on the cores stall a 2-thread mul_mat for a scheduler tick: say how busy it was."""
+    if "load" not in res:
+        return ""
+    a, b = res["load"]
+    return (f" Load average (1 min): {a:.2f} before, {b:.2f} after these measurements (they add about "
+            f"{N_THREADS} themselves; more means other processes shared the cores and the times are noisy).")
 
 
 def section(res: dict) -> list[str]:
@@ -226,7 +242,7 @@ def section(res: dict) -> list[str]:
              f"{N_THREADS} threads for ggml and graphc (numpy: its BLAS's own threads). graphc runs one OpenMP "
              "region per mul_mat in a C loop; ggml is called through ggml-python once per mul_mat, so its "
              "figure includes a few microseconds of Python per call. Copy bandwidth: "
-             f"**{bw:.1f} GB/s** (read + write).", "",
+             f"**{bw:.1f} GB/s** (read + write)." + _load_note(res), "",
              "### GEMV (1 column), weights rotated to exceed the L3 cache", "",
              "| shape (N x K) | weights | impl | time | GB/s of weights | vs copy bw | vs ggml |",
              "|---|---|---|---:|---:|---:|---:|"]
@@ -254,17 +270,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("gemv", "gemm"), help="measure only one part")
+    ap.add_argument("--types", default=",".join(GEMV_TYPES),
+                    help="GEMV weight types with --only gemv (default %(default)s; any type graphc can quantize: "
+                         "q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K)")
     args = ap.parse_args()
+    types = tuple(t.strip() for t in args.types.split(",") if t.strip())
+    bad = [t for t in types if t not in ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K", "q6_K")]
+    if bad:
+        ap.error(f"--types: cannot make {', '.join(bad)} weights (graphc.quants quantizes q4_0 q4_1 q5_0 q5_1 "
+                 "q8_0 q4_K q6_K)")
     rng = np.random.default_rng()
     rep = 3 if args.quick else 10
     if args.only:
+        load0 = os.getloadavg()[0]
         bw = copy_bandwidth(rep)
         res = {"bw": bw, "gemv": [], "gemm": []}
         if args.only == "gemv":
             shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (4096, 11008)]
-            res["gemv"] = [r for K, N in shapes for r in gemv_rows(K, N, rep, rng)]
+            res["gemv"] = [r for K, N in shapes for r in gemv_rows(K, N, rep, rng, types)]
         else:
             res["gemm"] = gemm_rows(4096, 4096, (256,) if args.quick else (256, 512), 2 if args.quick else 3, rng)
+        res["load"] = (load0, os.getloadavg()[0])
     else:
         res = measure(args.quick)
     print("\n".join(section(res)))

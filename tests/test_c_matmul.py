@@ -1,10 +1,11 @@
 """The C target's mul_mat kernels (kernels/c/matmul.h, quant.h) against graphc.quants.mul_mat_quant,
 which reproduces ggml's CPU mul_mat (x86 activation quantization, integer block dots).
 
-matmul.h is compiled into a tiny shared library three times: -march=native (AVX-512 VNNI where the
-machine has it), -march=haswell (AVX2 + FMA + F16C) and -march=x86-64 (portable scalar), each at -O3
-with -Wall -Wextra -Werror. Threads are simulated by calling ith = 0..nth-1 in turn, each with its own
-scratch, exactly as the generated driver does.
+matmul.h is compiled into a tiny shared library several times: -march=native (AVX-512 VNNI where the
+machine has it), -march=skylake-avx512 (AVX-512 float kernels next to the AVX2 integer ones: no VNNI),
+-march=haswell (AVX2 + FMA + F16C) and -march=x86-64 (portable scalar), each at -O3 with -Wall -Wextra
+-Werror, and once with the undefined-behaviour sanitizer. Threads are simulated by calling
+ith = 0..nth-1 in turn, each with its own scratch, exactly as the generated driver does.
 """
 from __future__ import annotations
 
@@ -26,8 +27,18 @@ void mm(const gc_ctx *ctx, const gc_tensor *dst, const gc_tensor *const *src, in
     gc_op_mul_mat(ctx, dst, src, 0, ith, nth);
 }
 size_t mm_scratch(const gc_tensor *dst, const gc_tensor *const *src) { return gc_scratch_mul_mat(dst, src, 0); }
+/* the activation quantizers the build uses (SIMD where it has them) next to the portable ones */
+void q32(const float *x, int64_t n, int q81, int c, gc_act4 *fast, gc_act4 *ref) {
+    gc_quantize_act_q32(x, n, q81, c, fast);
+    gc_quantize_act_q32_scalar(x, n, q81, c, ref);
+}
+void q8k(const float *x, int64_t n, int perm, block_q8_K *fast, block_q8_K *ref) {
+    gc_quantize_act_q8_K(x, n, perm, fast);
+    gc_quantize_act_q8_K_scalar(x, n, perm, ref);
+}
 """
-BUILDS = ("native", "haswell", "x86-64", "ubsan")   # ubsan: native, undefined-behaviour sanitizer
+BUILDS = ("native", "skylake-avx512", "haswell", "x86-64", "ubsan")   # ubsan: native, undefined-behaviour sanitizer
+NEEDS = {"haswell": ("avx2", "fma", "f16c"), "skylake-avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd")}
 QTYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
 FTYPES = ("f32", "f16", "bf16")
 NMSE_Q = 1e-10      # quantized: same integer dots, f32 summation order differs
@@ -58,8 +69,8 @@ def lib(request, tmp_path_factory):
     march = request.param
     cc = shutil.which("gcc") or shutil.which("cc")
     assert cc, "no C compiler: graphc's C target needs one (a broken setup, not a skip)"
-    if march == "haswell" and not _cpu_has("avx2", "fma", "f16c"):
-        pytest.skip("this CPU cannot run the AVX2 build")
+    if march in NEEDS and not _cpu_has(*NEEDS[march]):
+        pytest.skip(f"this CPU cannot run the {march} build")
     d = tmp_path_factory.mktemp(f"mm_{march}")
     (d / "h.c").write_text(HARNESS)
     so = d / "mm.so"
@@ -75,6 +86,8 @@ def lib(request, tmp_path_factory):
                      ctypes.c_int, ctypes.c_int]
     h.mm_scratch.argtypes = [ctypes.POINTER(GcTensor), ctypes.POINTER(ctypes.POINTER(GcTensor))]
     h.mm_scratch.restype = ctypes.c_size_t
+    h.q32.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    h.q8k.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     return h
 
 
@@ -188,6 +201,72 @@ def test_broadcast_and_strides(lib, rng, wtype):
 def test_f16_activations(lib, rng, wtype):
     K = 256
     check(lib, rng, wtype, K, 8, 3, nth=2, xtype="f16")
+
+
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"])
+def test_rows_columns_threads(lib, rng, wtype):
+    """Every column count 1..9 (GEMV forms and the 4-column groups with a remainder) with 1..3 threads
+    and row counts that split unevenly (odd, below and above one thread's share)."""
+    K = 512 if get_type(wtype).blck == 256 else 160     # 160: 5 blocks of 32, a group of 4 and a tail
+    for M in range(1, 10):
+        nth = 1 + M % 3
+        check(lib, rng, wtype, K, 4 * M + 1 + (M % 2) * 6, M, nth=nth)
+
+
+def _act_edge_cases(rng, n: int) -> np.ndarray:
+    """n f32 values (n a multiple of 256) whose blocks hit every branch of the activation quantizers."""
+    x = rng.standard_normal(n, dtype=np.float32) * np.float32(rng.choice([1e-3, 1.0, 30.0]))
+    x[:32] = 0                                        # an all-zero q8_0 block
+    x[32:64] = rng.integers(-127, 128, 32) + np.float32(0.5)   # ties at the rounding boundary ...
+    x[32] = 127.0                                     # ... with amax 127: id = 1, v = x exactly
+    x[64:96] *= np.float32(1e-30)                     # tiny, subnormal products
+    x[96] = -np.float32(3e38)                         # huge magnitude
+    x[128:160] = 2.5
+    x[130] = -2.5                                     # equal magnitudes of both signs
+    if n >= 512:
+        x[256:512] = 0                                # an all-zero q8_K super-block
+        x[300] = -0.0
+    if n >= 768:
+        x[512:768] = rng.uniform(-1, 1, 256).astype(np.float32)
+        x[[515, 521, 700]] = [-2, 2, 2]               # q8_K: the first largest magnitude sets the sign
+    return x
+
+
+@pytest.mark.parametrize("n", [32, 96, 256, 768, 4096])
+def test_activation_quantizers(lib, rng, n):
+    """The SIMD activation quantizers write exactly the bytes of the portable ones (ties, zeros, signs,
+    huge and tiny values, NaN and inf), for q8_0/q8_1 (every weight offset) and q8_K (both orders)."""
+    for trial in range(3):
+        x = _act_edge_cases(rng, max(n, 256))[:n].copy()
+        if trial == 2:                                # NaN and inf: ignored by amax, quantized to 0
+            x[rng.integers(0, n, 3)] = np.nan
+            x[rng.integers(0, n, 2)] = np.inf
+        ng = (n // 32 + 3) // 4
+        for q81, c in ((0, 8), (0, 16), (0, 128), (1, 0)):
+            fast, ref = np.full(ng * 320, 0xAB, np.uint8), np.full(ng * 320, 0xCD, np.uint8)
+            lib.q32(x.ctypes.data, n, q81, c, fast.ctypes.data, ref.ctypes.data)
+            assert np.array_equal(fast, ref), f"q8_{q81} activations differ (c={c}, trial {trial})"
+        if n % 256 == 0:
+            for perm in (0, 1):
+                fast, ref = np.full(n // 256 * 292, 0xAB, np.uint8), np.full(n // 256 * 292, 0xCD, np.uint8)
+                lib.q8k(x.ctypes.data, n, perm, fast.ctypes.data, ref.ctypes.data)
+                assert np.array_equal(fast, ref), f"q8_K activations differ (perm={perm}, trial {trial})"
+    # and both match graphc's q8_0 / q8_K quantizers (ggml's x86 numerics) on finite data
+    x = _act_edge_cases(rng, max(n, 256))[:n].copy()
+    fast, ref = np.zeros((n // 32 + 3) // 4 * 320, np.uint8), np.zeros((n // 32 + 3) // 4 * 320, np.uint8)
+    lib.q32(x.ctypes.data, n, 0, 128, fast.ctypes.data, ref.ctypes.data)
+    exp = quants.quantize_activations(x[None], "q8_0", "x86").reshape(-1, 34)
+    g = fast.reshape(-1, 320)
+    for b in range(n // 32):
+        grp, j = g[b // 4], b % 4
+        q = np.concatenate([grp[16 * j:16 * j + 16], grp[64 + 16 * j:64 + 16 * j + 16]]).view(np.int8)
+        assert np.array_equal(q, exp[b, 2:].view(np.int8)), f"q8_0 block {b}"
+        d = grp[192:256].view(np.float32)[4 * j]
+        assert d == exp[b, :2].view(np.float16)[0].astype(np.float32), f"q8_0 scale of block {b}"
+    if n % 256 == 0:
+        fast, ref = np.zeros(n // 256 * 292, np.uint8), np.zeros(n // 256 * 292, np.uint8)
+        lib.q8k(x.ctypes.data, n, 0, fast.ctypes.data, ref.ctypes.data)
+        assert np.array_equal(fast, quants.quantize_activations(x[None], "q8_K", "x86").reshape(-1))
 
 
 def test_small_and_empty(lib, rng):

@@ -9,7 +9,13 @@
  * Loop order: for every dst slice (i2, i3) and tile of GC_MM_CT columns, the tile's activations are
  * prepared into thread scratch (they stay in L2), then every weight row of the thread is read once per
  * tile and dotted with up to 4 columns at a time from registers (GEMV: weights stream exactly once).
- * Float weights are also blocked over K (GC_MM_KB) so that 4 weight rows stay in L1. */
+ * Float weights are also blocked over K (GC_MM_KB) so that 4 weight rows stay in L1.
+ *
+ * Measured on AMD Zen 5 (what shaped the quantized kernels): a GEMV is a DRAM stream, and one core
+ * streams fastest when it reads ONE row at a time with loads in address order that never step back
+ * into a cache line already requested (interleaving 2-4 rows, or overlapping 64-byte loads at +8,
+ * halved the bandwidth); so GEMV walks one row at a time and only GEMM tiles (>= 8 columns, compute
+ * bound) pair rows to share activation loads. */
 #ifndef GC_MATMUL_H
 #define GC_MATMUL_H
 
@@ -22,6 +28,10 @@
 
 #define GC_MM_CT 32      /* columns per tile */
 #define GC_MM_KB 1024    /* K block of the float kernels */
+/* software prefetch distance (bytes ahead in the weight row) of the quantized GEMV kernels: the
+ * hardware prefetchers alone leave a single-core stream ~10-20% short (tuned on Zen 5, 1 thread) */
+#define GC_MM_PF 4096
+#define GC_MM_PF_Q8 6144
 
 #if defined(__GNUC__)
 #define GC_MM_INLINE static inline __attribute__((always_inline))
@@ -73,6 +83,15 @@ static inline int gc_supports_mul_mat(const gc_tensor *dst, const gc_tensor *con
  * float weights: micro-kernels of NR weight rows x NC columns over k in [k0, k1)
  * ================================================================================================ */
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+static inline float gc_mm_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
 #if defined(__AVX512F__)
 #define GC_VF __m512
 #define GC_VL 16
@@ -84,12 +103,6 @@ static inline int gc_supports_mul_mat(const gc_tensor *dst, const gc_tensor *con
 #define GC_WL_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define GC_WL_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-static inline float gc_mm_hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 #define GC_VF __m256
 #define GC_VL 8
 #define GC_VZERO() _mm256_setzero_ps()
@@ -170,25 +183,27 @@ GC_MM_INLINE int gc_q32_bs(const int32_t t) {
 }
 
 #if defined(GC_MM_AVX512)
-/* byte-permutation indices that pull a 4-block group's quants and scales out of two 64-byte loads */
+/* permutation indices: a 4-block group's nibbles (q4/q5: one byte permute of two 64-byte loads), q8_0's
+ * element halves (qword permute of two 2-block vectors) and the lane scales (byte permute) */
 typedef struct { __m512i qlo, qhi, sc; } gc_q32_idx;
 
 static inline void gc_q32_idx_make(int32_t t, gc_q32_idx *ix) {
     const int bs = gc_q32_bs(t), qo = t == GC_Q4_0 ? 2 : t == GC_Q4_1 ? 4 : t == GC_Q5_0 ? 6 : 8;
-    const int boff = t == GC_Q8_0 ? 64 : 4 * bs - 64;     /* second load; q8_0: [64,128) */
-    uint8_t lo[64], hi[64], sc[64];
+    const int boff = 64;                                    /* the second load covers [64, 4 bs) */
+    uint8_t lo[64], sc[64];
     for (int p = 0; p < 64; p++) {
-        const int j = p / 16, k = p % 16;
-        int src = t == GC_Q8_0 ? bs * j + 2 + k : bs * j + qo + k;
+        const int src = bs * (p / 16) + qo + p % 16;
         lo[p] = (uint8_t)(src < 64 ? src : 64 + src - boff);
-        src = bs * j + 18 + k;                              /* q8_0 upper halves, loads at 8 and 72 */
-        hi[p] = (uint8_t)(src < 72 ? src - 8 : 64 + src - 72);
         const int lane = (p % 32) / 2;
-        src = bs * (lane / 4) + (p >= 32 ? 2 : 0) + (p % 2);  /* d (bytes 0..31), m (32..63) */
-        sc[p] = (uint8_t)(src < 64 ? src : 64 + src - boff);
+        const int ssrc = bs * (lane / 4) + (p >= 32 ? 2 : 0) + (p % 2);  /* d (bytes 0..31), m (32..63) */
+        sc[p] = (uint8_t)(ssrc < 64 ? ssrc : 64 + ssrc - boff);
     }
     ix->qlo = _mm512_loadu_si512(lo);
-    ix->qhi = _mm512_loadu_si512(hi);
+    ix->qhi = _mm512_setzero_si512();
+    if (t == GC_Q8_0) {  /* qwords of [block0 block1] [block2 block3]: element halves 0..15 / 16..31 */
+        ix->qlo = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+        ix->qhi = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    }
     ix->sc = _mm512_loadu_si512(sc);
 }
 
@@ -196,16 +211,25 @@ static inline void gc_q32_idx_make(int32_t t, gc_q32_idx *ix) {
 GC_MM_INLINE void gc_q32_load4(const int32_t t, const uint8_t *p, const gc_q32_idx *ix,
                                __m512i *lo, __m512i *hi, __m512 *d, __m512 *m) {
     const int bs = gc_q32_bs(t);
+    /* the group's bytes [0, 4 bs) as [0, 64) and a masked load of [64, 4 bs) (q8_0: [64, 128)): loads
+     * that never step back into a line already read keep the DRAM stream fast, and the masked part
+     * never reads past the end of the row */
     const __m512i a = _mm512_loadu_si512(p);
-    const __m512i b = _mm512_loadu_si512(p + (t == GC_Q8_0 ? 64 : 4 * bs - 64));
+    const __m512i b = t == GC_Q8_0 ? _mm512_loadu_si512(p + 64)
+                                   : _mm512_maskz_loadu_epi8((__mmask64)((1ULL << (4 * bs - 64)) - 1), p + 64);
     const __m512i s = _mm512_permutex2var_epi8(a, ix->sc, b);
     *d = _mm512_cvtph_ps(_mm512_castsi512_si256(s));
     if (t == GC_Q4_1 || t == GC_Q5_1) *m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(s, 1));
     if (t == GC_Q8_0) {
+        /* blocks as 32-byte loads in address order (a stream the hardware prefetchers follow well from
+         * DRAM), then qword shuffles into the lo/hi layout of the activations */
         const __m512i x80 = _mm512_set1_epi8((char)0x80);
-        *lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, ix->qlo, b), x80);
-        const __m512i a2 = _mm512_loadu_si512(p + 8), b2 = _mm512_loadu_si512(p + 72);
-        *hi = _mm512_xor_si512(_mm512_permutex2var_epi8(a2, ix->qhi, b2), x80);
+        const __m512i v0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
+                                              _mm256_loadu_si256((const __m256i *)(p + 36)), 1);
+        const __m512i v1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 70))),
+                                              _mm256_loadu_si256((const __m256i *)(p + 104)), 1);
+        *lo = _mm512_xor_si512(_mm512_permutex2var_epi64(v0, ix->qlo, v1), x80);
+        *hi = _mm512_xor_si512(_mm512_permutex2var_epi64(v0, ix->qhi, v1), x80);
         return;
     }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -231,24 +255,66 @@ GC_MM_INLINE void gc_q32_rowk(const int32_t t, const int NC, const char *row, in
                               const gc_act4 *const *x, float *out, const gc_q32_idx *ix) {
     const int bs = gc_q32_bs(t);
     const int has_m = t == GC_Q4_1 || t == GC_Q5_1;
-    __m512 acc[4];
-    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    __m512 acc[4], accm[4];
+    for (int c = 0; c < NC; c++) acc[c] = accm[c] = _mm512_setzero_ps();
     const int64_t ng = nb / 4;
+    const int pfd = t == GC_Q8_0 ? GC_MM_PF_Q8 : GC_MM_PF;
     for (int64_t g = 0; g < ng; g++) {
         __m512i lo, hi;
         __m512 d, m = _mm512_setzero_ps();
+        _mm_prefetch(row + g * 4 * bs + pfd, _MM_HINT_T0);
+        _mm_prefetch(row + g * 4 * bs + pfd + 64, _MM_HINT_T0);
         gc_q32_load4(t, (const uint8_t *)row + g * 4 * bs, ix, &lo, &hi, &d, &m);
         for (int c = 0; c < NC; c++) {
             const gc_act4 *a = x[c] + g;
             __m512i dp = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->bias), lo, _mm512_loadu_si512(a->qs));
             dp = _mm512_dpbusd_epi32(dp, hi, _mm512_loadu_si512(a->qs + 64));
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(d, _mm512_loadu_ps(a->d)), acc[c]);
-            if (has_m) acc[c] = _mm512_fmadd_ps(m, _mm512_loadu_ps(a->s), acc[c]);
+            if (has_m) accm[c] = _mm512_fmadd_ps(m, _mm512_loadu_ps(a->s), accm[c]);
         }
     }
     for (int c = 0; c < NC; c++)
-        out[c] = _mm512_reduce_add_ps(acc[c]) + gc_dot_q32_scalar(t, row, x[c], 4 * ng, nb);
+        out[c] = _mm512_reduce_add_ps(_mm512_add_ps(acc[c], accm[c])) + gc_dot_q32_scalar(t, row, x[c], 4 * ng, nb);
 }
+
+/* GEMM micro-kernel: 2 weight rows x 4 columns, so every activation load feeds two rows */
+static inline void gc_q32_rows2x4(const int32_t t, const char *row0, const char *row1, int64_t nb,
+                                  const gc_act4 *const *x, float *out0, float *out1, const gc_q32_idx *ix) {
+    const int bs = gc_q32_bs(t);
+    const int has_m = t == GC_Q4_1 || t == GC_Q5_1;
+    __m512 acc0[4], acc1[4];
+    for (int c = 0; c < 4; c++) acc0[c] = acc1[c] = _mm512_setzero_ps();
+    const int64_t ng = nb / 4;
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i lo0, hi0, lo1, hi1;
+        __m512 d0, d1, m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
+        _mm_prefetch(row0 + g * 4 * bs + GC_MM_PF, _MM_HINT_T0);
+        _mm_prefetch(row0 + g * 4 * bs + GC_MM_PF + 64, _MM_HINT_T0);
+        _mm_prefetch(row1 + g * 4 * bs + GC_MM_PF, _MM_HINT_T0);
+        _mm_prefetch(row1 + g * 4 * bs + GC_MM_PF + 64, _MM_HINT_T0);
+        gc_q32_load4(t, (const uint8_t *)row0 + g * 4 * bs, ix, &lo0, &hi0, &d0, &m0);
+        gc_q32_load4(t, (const uint8_t *)row1 + g * 4 * bs, ix, &lo1, &hi1, &d1, &m1);
+        for (int c = 0; c < 4; c++) {
+            const gc_act4 *a = x[c] + g;
+            const __m512i bias = _mm512_loadu_si512(a->bias), y0 = _mm512_loadu_si512(a->qs), y1 = _mm512_loadu_si512(a->qs + 64);
+            const __m512 ad = _mm512_loadu_ps(a->d);
+            __m512i p0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, lo0, y0), hi0, y1);
+            __m512i p1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, lo1, y0), hi1, y1);
+            acc0[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(d0, ad), acc0[c]);
+            acc1[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_mul_ps(d1, ad), acc1[c]);
+            if (has_m) {
+                const __m512 as = _mm512_loadu_ps(a->s);
+                acc0[c] = _mm512_fmadd_ps(m0, as, acc0[c]);
+                acc1[c] = _mm512_fmadd_ps(m1, as, acc1[c]);
+            }
+        }
+    }
+    for (int c = 0; c < 4; c++) {
+        out0[c] = _mm512_reduce_add_ps(acc0[c]) + gc_dot_q32_scalar(t, row0, x[c], 4 * ng, nb);
+        out1[c] = _mm512_reduce_add_ps(acc1[c]) + gc_dot_q32_scalar(t, row1, x[c], 4 * ng, nb);
+    }
+}
+#define GC_MM_HAVE_Q32_2X4 1
 
 #elif defined(GC_MM_AVX2)
 typedef int gc_q32_idx;
@@ -274,6 +340,10 @@ GC_MM_INLINE void gc_q32_rowk(const int32_t t, const int NC, const char *row, in
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = (const uint8_t *)row + b * bs;
         const int j = (int)(b % 4);
+        if (j == 0) {
+            _mm_prefetch((const char *)p + (t == GC_Q8_0 ? GC_MM_PF_Q8 : GC_MM_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)p + (t == GC_Q8_0 ? GC_MM_PF_Q8 : GC_MM_PF) + 64, _MM_HINT_T0);
+        }
         float dw, mw;
         gc_q32_scales(t, row, b, &dw, &mw);
         __m256i wq;
@@ -336,72 +406,117 @@ GC_Q32_ROWFN(gc_mm_row_q5_1, GC_Q5_1)
 GC_Q32_ROWFN(gc_mm_row_q8_0, GC_Q8_0)
 
 /* ================================================================================================
- * K-quants: one weight row x up to 4 q8_K columns
+ * K-quants: one weight row x up to 4 q8_K columns. Sub-block scales are applied in the integer
+ * domain (maddubs: u8 weight x s8 activation pairs -> s16, then a 16-bit multiply-add with the
+ * sub-block scale -> s32), so each super-block costs one int->float conversion per column; the
+ * q4_K mins and q6_K's -32 offset come from the activations' 16-element sums (bsums).
  * ================================================================================================ */
 
+#if defined(GC_MM_AVX512) || defined(GC_MM_AVX2)
+/* q4_K / q5_K: the 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of a super-block, computed in a
+ * vector register. s12 is read as 16 bytes: the 4 after the scales are the block's first quants. */
+static inline __m128i gc_mm_k4_scales_v(const uint8_t *s12) {
+    const __m128i w = _mm_loadu_si128((const __m128i *)s12);
+    const __m128i x = _mm_shuffle_epi32(w, 0x98);           /* w0 w2 w1 w2 */
+    const __m128i y = _mm_shuffle_epi32(w, 0x50);           /* w0 w0 w1 w1 */
+    const __m128i ev = _mm_and_si128(x, _mm_set1_epi32(0x3F3F3F3F));
+    const __m128i od = _mm_or_si128(_mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi32(0x0F0F0F0F)),
+                                    _mm_and_si128(_mm_srli_epi32(y, 2), _mm_set1_epi32(0x30303030)));
+    return _mm_blend_epi32(ev, od, 0xA);
+}
+#endif
+
 #if defined(GC_MM_AVX512)
-/* q4_K: 8 six-bit scales and mins of a super-block into bytes sc[0..7], mn[0..7] */
-static inline void gc_mm_k4_scales(const uint8_t *s12, uint8_t *sc, uint8_t *mn) {
-    uint32_t w[3], o[4];
-    memcpy(w, s12, 12);
-    o[0] = w[0] & 0x3F3F3F3Fu;                                               /* scales 0..3 */
-    o[1] = (w[2] & 0x0F0F0F0Fu) | ((w[0] >> 6) & 0x03030303u) << 4;         /* scales 4..7 */
-    o[2] = w[1] & 0x3F3F3F3Fu;                                               /* mins 0..3 */
-    o[3] = ((w[2] >> 4) & 0x0F0F0F0Fu) | ((w[1] >> 6) & 0x03030303u) << 4;  /* mins 4..7 */
-    memcpy(sc, o, 8);
-    memcpy(mn, o + 2, 8);
+/* byte-permute indices (even bytes; odd bytes are zeroed by the mask) that widen q4_K's scale bytes to
+ * 16-bit lanes: vector t of a super-block holds stored sub-blocks 2t, 2t+1 (lanes 0..15, 16..31) =
+ * original sub-blocks (0,2) (1,3) (4,6) (5,7); mins: lane i of 16 = min of bsums i = sub-block i/2 */
+typedef struct { __m512i sc[4], hb[4]; __m256i mn; } gc_k4_idx;
+
+static inline void gc_k4_idx_make(gc_k4_idx *ix) {
+    static const int8_t sbs[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int t = 0; t < 4; t++) {
+        uint8_t b[64], h[64];
+        for (int p = 0; p < 64; p++) {
+            b[p] = (uint8_t)sbs[t][p >= 32];
+            h[p] = (uint8_t)(1u << sbs[t][p >= 32]);   /* q5_K: bit sb of qh[l] is element l's 5th bit */
+        }
+        ix->sc[t] = _mm512_loadu_si512(b);
+        ix->hb[t] = _mm512_loadu_si512(h);
+    }
+    uint8_t m[32];
+    for (int p = 0; p < 32; p++) m[p] = (uint8_t)(8 + p / 4);
+    ix->mn = _mm256_loadu_si256((const __m256i *)m);
 }
 
-GC_MM_INLINE void gc_q4k_rowk(const int NC, const char *row, int64_t nsb, const block_q8_K *const *y, float *out) {
-    /* dpbusd result t covers stored sub-blocks 2t, 2t+1 = original (0,2) (1,3) (4,6) (5,7) */
-    const __m512i perm0 = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i perm1 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-    const __m512i perm2 = _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4);
-    const __m512i perm3 = _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 5, 5, 5, 5, 5, 5, 5, 5);
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    float sum[4] = {0, 0, 0, 0};
+/* q4_K (Q5 = 0) and q5_K (Q5 = 1): the same layout of scales, mins and nibbles; q5_K adds 16 where
+ * its qh bit is set */
+GC_MM_INLINE void gc_q45k_rowk(const int Q5, const int NC, const char *row, int64_t nsb, const block_q8_K *const *y,
+                               float *out, const gc_k4_idx *ix) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
+    const __mmask64 even = (__mmask64)0x5555555555555555ULL;
+    const int64_t bsize = Q5 ? (int64_t)sizeof(block_q5_K) : (int64_t)sizeof(block_q4_K);
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int c = 0; c < NC; c++) { acc[c] = _mm512_setzero_ps(); accm[c] = _mm256_setzero_ps(); }
     for (int64_t i = 0; i < nsb; i++) {
-        const block_q4_K *x = (const block_q4_K *)row + i;
-        uint8_t sc[8], mn[8];
-        gc_mm_k4_scales(x->scales, sc, mn);
-        const __m512i s32 = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc));
-        const __m512i s0 = _mm512_permutexvar_epi32(perm0, s32), s1 = _mm512_permutexvar_epi32(perm1, s32);
-        const __m512i s2 = _mm512_permutexvar_epi32(perm2, s32), s3 = _mm512_permutexvar_epi32(perm3, s32);
-        const __m512i v0 = _mm512_loadu_si512(x->qs), v1 = _mm512_loadu_si512(x->qs + 64);
-        const __m512i q0 = _mm512_and_si512(v0, m4), q1 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
-        const __m512i q2 = _mm512_and_si512(v1, m4), q3 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4);
-        const float d = gc_fp16_to_fp32(x->d), dmin = gc_fp16_to_fp32(x->dmin);
+        const uint8_t *x = (const uint8_t *)row + i * bsize;     /* d, dmin, scales[12], (qh[32]), qs[128] */
+        const uint8_t *qs = x + (Q5 ? 48 : 16);
+        for (int l = 0; l < 3; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
+        const __m128i sm = gc_mm_k4_scales_v(x + 4);
+        const __m512i sm5 = _mm512_castsi128_si512(sm);
+        __m512i sc[4], q[4];
+        for (int t = 0; t < 4; t++) sc[t] = _mm512_maskz_permutexvar_epi8(even, ix->sc[t], sm5);
+        const __m256i mn = _mm256_maskz_permutexvar_epi8((__mmask32)0x55555555u, ix->mn, _mm256_castsi128_si256(sm));
+        const __m512i v0 = _mm512_loadu_si512(qs), v1 = _mm512_loadu_si512(qs + 64);
+        q[0] = _mm512_and_si512(v0, m4);
+        q[1] = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4);
+        q[2] = _mm512_and_si512(v1, m4);
+        q[3] = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4);
+        if (Q5) {
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
+            for (int t = 0; t < 4; t++) q[t] = _mm512_mask_add_epi8(q[t], _mm512_test_epi8_mask(qh, ix->hb[t]), q[t], b16);
+        }
+        uint16_t hd, hdm;
+        memcpy(&hd, x, 2);
+        memcpy(&hdm, x + 2, 2);
+        const float d = gc_fp16_to_fp32(hd), dmin = gc_fp16_to_fp32(hdm);
         for (int c = 0; c < NC; c++) {
             const block_q8_K *b = y[c] + i;
-            const __m512i z = _mm512_setzero_si512();
-            __m512i acc = _mm512_mullo_epi32(_mm512_dpbusd_epi32(z, q0, _mm512_loadu_si512(b->qs)), s0);
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_dpbusd_epi32(z, q1, _mm512_loadu_si512(b->qs + 64)), s1));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_dpbusd_epi32(z, q2, _mm512_loadu_si512(b->qs + 128)), s2));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_dpbusd_epi32(z, q3, _mm512_loadu_si512(b->qs + 192)), s3));
-            int msum = 0;
-            for (int j = 0; j < 8; j++) msum += mn[j] * (b->bsums[2 * j] + b->bsums[2 * j + 1]);
-            sum[c] += (d * b->d) * (float)_mm512_reduce_add_epi32(acc) - (dmin * b->d) * (float)msum;
+            __m512i s = _mm512_setzero_si512();
+            for (int t = 0; t < 4; t++)
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[t], _mm512_loadu_si512(b->qs + 64 * t)), sc[t]);
+            const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), mn);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * b->d), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(-dmin * b->d), accm[c]);
         }
     }
-    for (int c = 0; c < NC; c++) out[c] = sum[c];
+    for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(acc[c]) + gc_mm_hsum8(accm[c]);
 }
 
-GC_MM_INLINE void gc_q6k_rowk(const int NC, const char *row, int64_t nsb, const block_q8_K *const *y, float *out) {
+/* q6_K: vector t holds elements 64t..64t+63 (natural order), 16-bit lane L of it uses scale 4t + L/8 */
+typedef struct { __m512i sc[4]; } gc_k6_idx;
+
+static inline void gc_k6_idx_make(gc_k6_idx *ix) {
+    for (int t = 0; t < 4; t++) {
+        int16_t b[32];
+        for (int l = 0; l < 32; l++) b[l] = (int16_t)(4 * t + l / 8);
+        ix->sc[t] = _mm512_loadu_si512(b);
+    }
+}
+
+GC_MM_INLINE void gc_q6k_rowk(const int NC, const char *row, int64_t nsb, const block_q8_K *const *y, float *out,
+                              const gc_k6_idx *ix) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
     /* 16-bit lane shifts of the broadcast qh: lower 256 bits / upper 256 bits */
     const __m512i sh_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-    __m512i pidx[4];
-    for (int t = 0; t < 4; t++) {
-        int32_t ix[16];
-        for (int l = 0; l < 16; l++) ix[l] = 4 * t + l / 4;
-        pidx[t] = _mm512_loadu_si512(ix);
-    }
-    float sum[4] = {0, 0, 0, 0};
+    __m512 acc[4];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const block_q6_K *x = (const block_q6_K *)row + i;
-        const __m512i s16 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
-        __m512i u[4], s[4];
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+        __m512i u[4], sc[4];
         for (int c2 = 0; c2 < 2; c2++) {
             const __m512i ql = _mm512_loadu_si512(x->ql + 64 * c2);
             const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * c2)));
@@ -410,41 +525,312 @@ GC_MM_INLINE void gc_q6k_rowk(const int NC, const char *row, int64_t nsb, const 
             u[2 * c2] = _mm512_or_si512(_mm512_and_si512(ql, m4), hl);
             u[2 * c2 + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), hh);
         }
-        for (int t = 0; t < 4; t++) s[t] = _mm512_permutexvar_epi32(pidx[t], s16);
+        for (int t = 0; t < 4; t++) sc[t] = _mm512_permutexvar_epi16(ix->sc[t], _mm512_castsi256_si512(s16));
         const float d = gc_fp16_to_fp32(x->d);
         for (int c = 0; c < NC; c++) {
             const block_q8_K *b = y[c] + i;
-            const __m512i z = _mm512_setzero_si512();
-            __m512i acc = z;
+            /* sum_j sc_j (dot(u, y)_j - 32 bsum_j): the offset in lanes 0..7 */
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), s16), 5);
+            __m512i s = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
             for (int t = 0; t < 4; t++)
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(
-                          _mm512_dpbusd_epi32(z, u[t], _mm512_loadu_si512(b->qs + 64 * t)), s[t]));
-            int bias = 0;
-            for (int j = 0; j < 16; j++) bias += x->scales[j] * b->bsums[j];
-            sum[c] += (d * b->d) * (float)(_mm512_reduce_add_epi32(acc) - 32 * bias);
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(u[t], _mm512_loadu_si512(b->qs + 64 * t)), sc[t]);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * b->d), acc[c]);
         }
     }
-    for (int c = 0; c < NC; c++) out[c] = sum[c];
+    for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(acc[c]);
 }
 
-#define GC_QK_ROWFN(NAME, KFN)                                                                        \
-static inline void NAME(int nc, const char *row, int64_t nsb, const block_q8_K *const *y, float *out) {      \
+/* q2_K / q3_K: 2-bit quants; vector t holds elements 64t..64t+63 = qs[32c + l] (c = t/2) shifted right
+ * by 2j, j = 2(t%2) in the lower 256 bits and 2(t%2)+1 in the upper; 16-element sub-blocks like q6_K */
+static inline void gc_q23k_unpack(const uint8_t *qs, __m512i *u) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    for (int c = 0; c < 2; c++) {
+        const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+        u[2 * c] = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3);
+        u[2 * c + 1] = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3);
+    }
+}
+
+/* q2_K: sum_j sc_j dot(u, y)_j * d - sum_j m_j bsum_j * dmin (scales: low nibble sc, high nibble m) */
+GC_MM_INLINE void gc_q2k_rowk(const int NC, const char *row, int64_t nsb, const block_q8_K *const *y, float *out,
+                              const gc_k6_idx *ix) {
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int c = 0; c < NC; c++) { acc[c] = _mm512_setzero_ps(); accm[c] = _mm256_setzero_ps(); }
+    for (int64_t i = 0; i < nsb; i++) {
+        const block_q2_K *x = (const block_q2_K *)row + i;
+        for (int l = 0; l < 2; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
+        const __m128i sb = _mm_loadu_si128((const __m128i *)x->scales);
+        const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0F)));
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F)));
+        __m512i u[4], sc[4];
+        gc_q23k_unpack(x->qs, u);
+        for (int t = 0; t < 4; t++) sc[t] = _mm512_permutexvar_epi16(ix->sc[t], _mm512_castsi256_si512(s16));
+        const float d = gc_fp16_to_fp32(x->d), dmin = gc_fp16_to_fp32(x->dmin);
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K *b = y[c] + i;
+            __m512i s = _mm512_setzero_si512();
+            for (int t = 0; t < 4; t++)
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(u[t], _mm512_loadu_si512(b->qs + 64 * t)), sc[t]);
+            const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), m16);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * b->d), acc[c]);
+            accm[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(-dmin * b->d), accm[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(acc[c]) + gc_mm_hsum8(accm[c]);
+}
+
+/* q3_K: u = q + 4 in [0, 8) (2 low bits | hmask bit << 2), so sum_j sc_j (dot(u, y)_j - 4 bsum_j) */
+GC_MM_INLINE void gc_q3k_rowk(const int NC, const char *row, int64_t nsb, const block_q8_K *const *y, float *out,
+                              const gc_k6_idx *ix) {
+    __m512i hb[4];
+    for (int t = 0; t < 4; t++) {   /* hmask bit of element 32 j' + l is bit j' = 2t, 2t+1 of hmask[l] */
+        hb[t] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * t))), _mm256_set1_epi8((char)(1 << (2 * t + 1))), 1);
+    }
+    const __m128i hsh = _mm_setr_epi16(0, 0, 2, 2, 4, 4, 6, 6);
+    const __m128i hsel = _mm_setr_epi8(8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11);
+    const __m512i four = _mm512_set1_epi8(4);
+    __m512 acc[4];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++) {
+        const block_q3_K *x = (const block_q3_K *)row + i;
+        for (int l = 0; l < 2; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
+        /* 16 six-bit scales: low nibbles of bytes 0..7 (j < 8) / high nibbles (j >= 8), 2 high bits from
+         * byte 8 + j % 4 at bit 2 (j / 4); minus 32 */
+        const __m128i sb = _mm_maskz_loadu_epi8((__mmask16)0x0FFF, x->scales);
+        const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(sb, _mm_srli_epi16(sb, 4)), _mm_set1_epi8(0x0F));
+        const __m128i hi = _mm_and_si128(_mm_srlv_epi16(_mm_shuffle_epi8(sb, hsel), hsh), _mm_set1_epi8(3));
+        const __m128i s8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+        const __m256i s16 = _mm256_cvtepi8_epi16(s8);
+        __m512i u[4], sc[4];
+        gc_q23k_unpack(x->qs, u);
+        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->hmask));
+        for (int t = 0; t < 4; t++) {
+            u[t] = _mm512_mask_add_epi8(u[t], _mm512_test_epi8_mask(hm, hb[t]), u[t], four);
+            sc[t] = _mm512_permutexvar_epi16(ix->sc[t], _mm512_castsi256_si512(s16));
+        }
+        const float d = gc_fp16_to_fp32(x->d);
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K *b = y[c] + i;
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), s16), 2);
+            __m512i s = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+            for (int t = 0; t < 4; t++)
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(u[t], _mm512_loadu_si512(b->qs + 64 * t)), sc[t]);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d * b->d), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = _mm512_reduce_add_ps(acc[c]);
+}
+#define GC_MM_HAVE_Q23K 1
+
+typedef struct { gc_k4_idx k4; gc_k6_idx k6; } gc_qk_idx;
+static inline void gc_qk_idx_make(gc_qk_idx *ix) { gc_k4_idx_make(&ix->k4); gc_k6_idx_make(&ix->k6); }
+#define GC_QK_IX4(ix) , &(ix)->k4
+#define GC_QK_IX6(ix) , &(ix)->k6
+
+#elif defined(GC_MM_AVX2)
+typedef int gc_qk_idx;
+static inline void gc_qk_idx_make(gc_qk_idx *ix) { *ix = 0; }
+#define GC_QK_IX4(ix)
+#define GC_QK_IX6(ix)
+
+/* 16-bit lanes all equal to byte j of v (a 16-byte vector broadcast to both 128-bit halves) */
+static inline __m256i gc_mm_bcast16(__m256i v, int j) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0xFF00 | j)));   /* 0xFF: zero high byte */
+}
+
+GC_MM_INLINE void gc_q45k_rowk(const int Q5, const int NC, const char *row, int64_t nsb, const block_q8_K *const *y,
+                               float *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(16);
+    const int64_t bsize = Q5 ? (int64_t)sizeof(block_q5_K) : (int64_t)sizeof(block_q4_K);
+    __m256 acc[4];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *x = (const uint8_t *)row + i * bsize;     /* d, dmin, scales[12], (qh[32]), qs[128] */
+        const uint8_t *qs = x + (Q5 ? 48 : 16);
+        for (int l = 0; l < 3; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
+        const __m256i sm = _mm256_broadcastsi128_si256(gc_mm_k4_scales_v(x + 4));
+        /* mins widened to 16 bits, each twice: lane i pairs with bsums i (sub-block i/2) */
+        const __m256i mn = _mm256_shuffle_epi8(sm, _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1,
+                                                                   12, -1, 12, -1, 13, -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1));
+        uint16_t hd, hdm;
+        memcpy(&hd, x, 2);
+        memcpy(&hdm, x + 2, 2);
+        const float d = gc_fp16_to_fp32(hd), dmin = gc_fp16_to_fp32(hdm);
+        __m256i s[4], q[8];
+        for (int c = 0; c < NC; c++) s[c] = _mm256_setzero_si256();
+        const __m256i qh = Q5 ? _mm256_loadu_si256((const __m256i *)(x + 16)) : _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            q[2 * j] = _mm256_and_si256(v, m4);
+            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (Q5)   /* bit 2j / 2j+1 of qh[l]: the 5th bit of element l of sub-block 2j / 2j+1 */
+                for (int h = 0; h < 2; h++) {
+                    const __m256i bit = _mm256_set1_epi8((char)(1 << (2 * j + h)));
+                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+                    q[2 * j + h] = _mm256_or_si256(q[2 * j + h], _mm256_and_si256(set, b16));
+                }
+        }
+        for (int sb = 0; sb < 8; sb++) {
+            const __m256i scv = gc_mm_bcast16(sm, sb);
+            const int pos = gc_k4_pos(sb);
+            for (int c = 0; c < NC; c++) {
+                const __m256i p = _mm256_maddubs_epi16(q[sb], _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 32 * pos)));
+                s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scv));
+            }
+        }
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K *b = y[c] + i;
+            const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), mn);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[c]), _mm256_set1_ps(d * b->d), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(-dmin * b->d), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = gc_mm_hsum8(acc[c]);
+}
+
+/* q3_K's 16 six-bit scales minus 32 as int8 (AVX512 has a vector version inline in gc_q3k_rowk) */
+static inline __m128i gc_mm_k3_scales(const uint8_t *s12) {
+    int32_t w2;
+    memcpy(&w2, s12 + 8, 4);
+    const __m128i sb = _mm_insert_epi32(_mm_loadl_epi64((const __m128i *)s12), w2, 2);
+    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(sb, _mm_srli_epi16(sb, 4)), _mm_set1_epi8(0x0F));
+    const __m128i hsel = _mm_setr_epi8(8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11);
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi8(sb, hsel), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+}
+
+/* the K-quants with 16-element sub-blocks: q2_K (T = GC_Q2_K: 2 bits, scale and min nibbles), q3_K
+ * (2 bits + hmask bit, u = q + 4, signed 6-bit scales) and q6_K (4 + 2 bits, u = q + 32, int8 scales):
+ * sum_j sc_j (dot(u, y)_j - off bsum_j) - (q2_K) dmin/d sum_j m_j bsum_j */
+GC_MM_INLINE void gc_k16_rowk(const int32_t T, const int NC, const char *row, int64_t nsb, const block_q8_K *const *y,
+                              float *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    const int64_t bsize = T == GC_Q2_K ? (int64_t)sizeof(block_q2_K) : T == GC_Q3_K ? (int64_t)sizeof(block_q3_K)
+                                                                       : (int64_t)sizeof(block_q6_K);
+    const int off_shift = T == GC_Q3_K ? 2 : 5;      /* offset 4 (q3_K) or 32 (q6_K) */
+    __m256 acc[4];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *x = (const uint8_t *)row + i * bsize;
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
+        __m128i s8;
+        float d, dmin = 0.0f;
+        __m256i s[4], m16 = _mm256_setzero_si256();
+        if (T == GC_Q2_K) {
+            const block_q2_K *b2 = (const block_q2_K *)x;
+            const __m128i sb = _mm_loadu_si128((const __m128i *)b2->scales);
+            s8 = _mm_and_si128(sb, _mm_set1_epi8(0x0F));
+            m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F)));
+            d = gc_fp16_to_fp32(b2->d);
+            dmin = gc_fp16_to_fp32(b2->dmin);
+        } else if (T == GC_Q3_K) {
+            s8 = gc_mm_k3_scales(((const block_q3_K *)x)->scales);
+            d = gc_fp16_to_fp32(((const block_q3_K *)x)->d);
+        } else {
+            s8 = _mm_loadu_si128((const __m128i *)((const block_q6_K *)x)->scales);
+            d = gc_fp16_to_fp32(((const block_q6_K *)x)->d);
+        }
+        const __m256i s16 = _mm256_cvtepi8_epi16(s8);
+        const __m256i sb8 = _mm256_broadcastsi128_si256(s8);
+        for (int c = 0; c < NC; c++)   /* -off sum_j sc_j bsum_j (q2_K: no offset) */
+            s[c] = T == GC_Q2_K ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(
+                       _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), s16), off_shift));
+        for (int c2 = 0; c2 < 2; c2++) {
+            __m256i u[4];
+            if (T == GC_Q6_K) {
+                const block_q6_K *b6 = (const block_q6_K *)x;
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b6->ql + 64 * c2));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b6->ql + 64 * c2 + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b6->qh + 32 * c2));
+                u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+                u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+                u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+                u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+            } else {
+                const uint8_t *qs = T == GC_Q2_K ? ((const block_q2_K *)x)->qs : ((const block_q3_K *)x)->qs;
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c2));
+                for (int j = 0; j < 4; j++) u[j] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
+                if (T == GC_Q3_K) {   /* bit 4 c2 + j of hmask[l]: element 128 c2 + 32 j + l is not offset by -4 */
+                    const __m256i hm = _mm256_loadu_si256((const __m256i *)((const block_q3_K *)x)->hmask);
+                    for (int j = 0; j < 4; j++) {
+                        const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * c2 + j)));
+                        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                        u[j] = _mm256_or_si256(u[j], _mm256_and_si256(set, _mm256_set1_epi8(4)));
+                    }
+                }
+            }
+            for (int j = 0; j < 4; j++) {
+                /* elements 128 c2 + 32 j .. +31: scales 8 c2 + 2 j (lanes 0..7 of 16-bit pairs), 8 c2 + 2 j + 1 */
+                const int si = 8 * c2 + 2 * j;
+                const __m256i scv = _mm256_shuffle_epi8(sb8, _mm256_setr_epi8(
+                    (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80,
+                    (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80,
+                    (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80,
+                    (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80));
+                const __m256i scs = _mm256_srai_epi16(_mm256_slli_epi16(scv, 8), 8);   /* sign-extend the byte */
+                for (int c = 0; c < NC; c++) {
+                    const __m256i p = _mm256_maddubs_epi16(u[j], _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * c2 + 32 * j)));
+                    s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scs));
+                }
+            }
+        }
+        for (int c = 0; c < NC; c++) {
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[c]), _mm256_set1_ps(d * y[c][i].d), acc[c]);
+            if (T == GC_Q2_K) {
+                const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), m16);
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(-dmin * y[c][i].d), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) out[c] = gc_mm_hsum8(acc[c]);
+}
+#define gc_q2k_rowk(...) gc_k16_rowk(GC_Q2_K, __VA_ARGS__)
+#define gc_q3k_rowk(...) gc_k16_rowk(GC_Q3_K, __VA_ARGS__)
+#define gc_q6k_rowk(...) gc_k16_rowk(GC_Q6_K, __VA_ARGS__)
+#define GC_MM_HAVE_Q23K 1
+#endif
+
+#if defined(GC_MM_AVX512) || defined(GC_MM_AVX2)
+#define GC_QK_ROWFN(NAME, KFN, IX)                                                                    \
+static inline void NAME(int nc, const char *row, int64_t nsb, const block_q8_K *const *y, float *out,  \
+                        const gc_qk_idx *ix) {                                                        \
+    (void)ix;                                                                                         \
     switch (nc) {                                                                                     \
-    case 1: KFN(1, row, nsb, y, out); break;                                                          \
-    case 2: KFN(2, row, nsb, y, out); break;                                                          \
-    case 3: KFN(3, row, nsb, y, out); break;                                                          \
-    default: KFN(4, row, nsb, y, out); break;                                                         \
+    case 1: KFN(1, row, nsb, y, out IX(ix)); break;                                                   \
+    case 2: KFN(2, row, nsb, y, out IX(ix)); break;                                                   \
+    case 3: KFN(3, row, nsb, y, out IX(ix)); break;                                                   \
+    default: KFN(4, row, nsb, y, out IX(ix)); break;                                                  \
     }                                                                                                 \
 }
-GC_QK_ROWFN(gc_mm_row_q4_K, gc_q4k_rowk)
-GC_QK_ROWFN(gc_mm_row_q6_K, gc_q6k_rowk)
+#define gc_q4k_rowk(...) gc_q45k_rowk(0, __VA_ARGS__)
+#define gc_q5k_rowk(...) gc_q45k_rowk(1, __VA_ARGS__)
+GC_QK_ROWFN(gc_mm_row_q4_K, gc_q4k_rowk, GC_QK_IX4)
+GC_QK_ROWFN(gc_mm_row_q5_K, gc_q5k_rowk, GC_QK_IX4)
+GC_QK_ROWFN(gc_mm_row_q6_K, gc_q6k_rowk, GC_QK_IX6)
+#if defined(GC_MM_HAVE_Q23K)
+GC_QK_ROWFN(gc_mm_row_q2_K, gc_q2k_rowk, GC_QK_IX6)
+GC_QK_ROWFN(gc_mm_row_q3_K, gc_q3k_rowk, GC_QK_IX6)
+#endif
+#else
+typedef int gc_qk_idx;
+static inline void gc_qk_idx_make(gc_qk_idx *ix) { *ix = 0; }
 #endif
 
-static inline void gc_mm_row_qk(int32_t t, int nc, const char *row, int64_t nsb, const block_q8_K *const *y, float *out) {
-#if defined(GC_MM_AVX512)
-    if (t == GC_Q4_K) { gc_mm_row_q4_K(nc, row, nsb, y, out); return; }
-    if (t == GC_Q6_K) { gc_mm_row_q6_K(nc, row, nsb, y, out); return; }
+static inline void gc_mm_row_qk(int32_t t, int nc, const char *row, int64_t nsb, const block_q8_K *const *y, float *out,
+                                const gc_qk_idx *ix) {
+#if defined(GC_MM_AVX512) || defined(GC_MM_AVX2)
+    if (t == GC_Q4_K) { gc_mm_row_q4_K(nc, row, nsb, y, out, ix); return; }
+    if (t == GC_Q5_K) { gc_mm_row_q5_K(nc, row, nsb, y, out, ix); return; }
+    if (t == GC_Q6_K) { gc_mm_row_q6_K(nc, row, nsb, y, out, ix); return; }
 #endif
+#if defined(GC_MM_HAVE_Q23K)
+    if (t == GC_Q2_K) { gc_mm_row_q2_K(nc, row, nsb, y, out, ix); return; }
+    if (t == GC_Q3_K) { gc_mm_row_q3_K(nc, row, nsb, y, out, ix); return; }
+#endif
+    (void)ix;
     const int64_t bsize = gc_type_size(t);
     for (int c = 0; c < nc; c++) out[c] = gc_dot_k_scalar(t, row, bsize, y[c], 0, nsb);
 }
@@ -492,7 +878,9 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
     char *act = scr + gc_mm_align((size_t)K * sizeof(float));
     const size_t abytes = gc_mm_act_bytes(t, K);
     gc_q32_idx ix;
+    gc_qk_idx kix;
     if (kind == GC_MM_Q32) gc_q32_idx_make(t, &ix);
+    if (kind == GC_MM_QK) gc_qk_idx_make(&kix);
     const int c_off = gc_q32_offset(t), c_q81 = t == GC_Q4_1 || t == GC_Q5_1;
     const int k_perm = t == GC_Q4_K || t == GC_Q5_K;
 
@@ -536,7 +924,34 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                 }
                 continue;
             }
-            for (int64_t r = r0; r < r1; r++) {
+            int64_t r = r0;
+#if defined(GC_MM_HAVE_Q32_2X4)
+            /* many columns (prefill): pairs of rows share the activation loads; few columns keep one
+             * weight stream (interleaved rows read from DRAM far slower than one sequential row) */
+            if (kind == GC_MM_Q32 && nct >= 8)
+                for (; r + 2 <= r1; r += 2) {
+                    const char *row0 = wbase + r * a->nb[1], *row1 = row0 + a->nb[1];
+                    int c = 0;
+                    for (; c + 4 <= nct; c += 4) {
+                        float o0[4], o1[4];
+                        const gc_act4 *xc[4];
+                        for (int j = 0; j < 4; j++) xc[j] = (const gc_act4 *)cols[c + j];
+                        gc_q32_rows2x4(t, row0, row1, K / 32, xc, o0, o1, &ix);
+                        for (int j = 0; j < 4; j++) {
+                            gc_mm_store(dst, r, c0 + c + j, i2, i3, o0[j], 0);
+                            gc_mm_store(dst, r + 1, c0 + c + j, i2, i3, o1[j], 0);
+                        }
+                    }
+                    for (; c < nct; c++)
+                        for (int i = 0; i < 2; i++) {
+                            float o;
+                            const gc_act4 *xc[1] = {(const gc_act4 *)cols[c]};
+                            gc_q32_rowk(t, 1, row0 + i * a->nb[1], K / 32, xc, &o, &ix);
+                            gc_mm_store(dst, r + i, c0 + c, i2, i3, o, 0);
+                        }
+                }
+#endif
+            for (; r < r1; r++) {
                 const char *row = wbase + r * a->nb[1];
                 for (int c = 0; c < nct; c += 4) {
                     const int nc = nct - c < 4 ? nct - c : 4;
@@ -544,7 +959,7 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                     if (kind == GC_MM_QK) {
                         const block_q8_K *yc[4];
                         for (int j = 0; j < nc; j++) yc[j] = (const block_q8_K *)cols[c + j];
-                        gc_mm_row_qk(t, nc, row, K / 256, yc, out);
+                        gc_mm_row_qk(t, nc, row, K / 256, yc, out, &kix);
                     } else {
                         const gc_act4 *xc[4];
                         for (int j = 0; j < nc; j++) xc[j] = (const gc_act4 *)cols[c + j];

@@ -50,7 +50,7 @@ static inline int gc_q32_offset(int32_t type) {
 
 /* One row of n (multiple of 32) f32 values -> (n/32 + 3)/4 gc_act4 groups, q8_0 (q81 = 0) or q8_1
  * (q81 = 1) as ggml's AVX quantize_row_q8_0/q8_1: d = amax/127, id = 127/amax, q = rint(x*id). */
-static GC_EXACT void gc_quantize_act_q32(const float *x, int64_t n, int q81, int c, gc_act4 *out) {
+static inline GC_EXACT void gc_quantize_act_q32_scalar(const float *x, int64_t n, int q81, int c, gc_act4 *out) {
     const int64_t nb = n / 32, ng = (nb + 3) / 4;
     memset(out, 0, (size_t)ng * sizeof(gc_act4));
     for (int64_t b = 0; b < nb; b++) {
@@ -92,7 +92,7 @@ static inline int gc_k4_pos(int sb) {
 
 /* One row of n (multiple of 256) values -> n/256 block_q8_K, as ggml's quantize_row_q8_K (the same
  * on every architecture). perm: store sub-blocks in gc_k4_pos order (q4_K / q5_K weights). */
-static GC_EXACT void gc_quantize_act_q8_K(const float *x, int64_t n, int perm, block_q8_K *y) {
+static inline GC_EXACT void gc_quantize_act_q8_K_scalar(const float *x, int64_t n, int perm, block_q8_K *y) {
     for (int64_t i = 0; i < n / 256; i++, x += 256) {
         float amax = 0.0f, mx = 0.0f;
         for (int k = 0; k < 256; k++) {
@@ -104,7 +104,7 @@ static GC_EXACT void gc_quantize_act_q8_K(const float *x, int64_t n, int perm, b
         int8_t q[256];
         for (int k = 0; k < 256; k++) {
             const float v = rintf(iscale * x[k]);
-            q[k] = (int8_t)(v > 127.0f ? 127 : (int)v);
+            q[k] = (int8_t)(v != v ? 0 : v > 127.0f ? 127 : (int)v);     /* NaN: 0, as the SIMD code */
         }
         for (int j = 0; j < 16; j++) {
             int s = 0;
@@ -116,6 +116,166 @@ static GC_EXACT void gc_quantize_act_q8_K(const float *x, int64_t n, int perm, b
         y[i].d = 1.0f / iscale;
     }
 }
+
+#if defined(GC_MM_AVX512)
+/* The same quantizers with AVX-512: identical roundings (one f32 multiply, round to nearest even,
+ * NaN -> 0, clamp), so the bytes are those of the scalar code. */
+static inline __m512 gc_q_abs16(__m512 v) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF))); }
+
+/* round(v) to int32 (nearest even), NaN -> 0, clamped to [lo, 127], as bytes */
+static inline __m128i gc_q_round16(__m512 v, int lo) {
+    __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), q);
+    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(lo)), _mm512_set1_epi32(127));
+    return _mm512_cvtepi32_epi8(q);
+}
+
+static inline GC_EXACT void gc_quantize_act_q32(const float *x, int64_t n, int q81, int c, gc_act4 *out) {
+    const int64_t nb = n / 32, ng = (nb + 3) / 4;
+    if (nb % 4) memset(out + ng - 1, 0, sizeof(gc_act4));
+    const __m128i ones = _mm_set1_epi8(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+        /* max_ps returns its second operand when the first is NaN: NaNs never reach amax */
+        const __m512 m = _mm512_max_ps(gc_q_abs16(v1), _mm512_max_ps(gc_q_abs16(v0), _mm512_setzero_ps()));
+        const float amax = _mm512_reduce_max_ps(m);
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m128i q0 = gc_q_round16(_mm512_mul_ps(v0, vid), -128), q1 = gc_q_round16(_mm512_mul_ps(v1, vid), -128);
+        gc_act4 *g = out + b / 4;
+        const int j = (int)(b % 4);
+        _mm_storeu_si128((__m128i *)(g->qs + 16 * j), q0);
+        _mm_storeu_si128((__m128i *)(g->qs + 64 + 16 * j), q1);
+        const __m128i ls = _mm_dpbusd_epi32(_mm_dpbusd_epi32(_mm_setzero_si128(), ones, q0), ones, q1);
+        _mm_storeu_si128((__m128i *)(g->bias + 4 * j), _mm_mullo_epi32(ls, _mm_set1_epi32(-c)));
+        const float dr = gc_fp16_to_fp32(gc_fp32_to_fp16(d));
+        _mm_storeu_ps(g->d + 4 * j, _mm_set1_ps(dr));
+        float s = 0.0f;
+        if (q81) {
+            const __m128i t = _mm_add_epi32(ls, _mm_shuffle_epi32(ls, 0x4E));
+            const int sum = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
+            s = gc_fp16_to_fp32(gc_fp32_to_fp16((float)sum * d));
+        }
+        _mm_storeu_ps(g->s + 4 * j, _mm_setr_ps(s, 0.0f, 0.0f, 0.0f));
+    }
+}
+
+static inline GC_EXACT void gc_quantize_act_q8_K(const float *x, int64_t n, int perm, block_q8_K *y) {
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        __m512 m = _mm512_setzero_ps();
+        for (int k = 0; k < 256; k += 16) m = _mm512_max_ps(gc_q_abs16(_mm512_loadu_ps(x + k)), m);
+        const float amax = _mm512_reduce_max_ps(m);
+        if (amax == 0.0f) { memset(&y[i], 0, sizeof(block_q8_K)); continue; }
+        const __m512 va = _mm512_set1_ps(amax);
+        int k0 = 0;                                   /* the first element of largest magnitude */
+        for (int k = 0; k < 256; k += 16) {
+            const __mmask16 e = _mm512_cmp_ps_mask(gc_q_abs16(_mm512_loadu_ps(x + k)), va, _CMP_EQ_OQ);
+            if (e) { k0 = k + __builtin_ctz((unsigned)e); break; }
+        }
+        const float iscale = -127.0f / x[k0];
+        const __m512 vs = _mm512_set1_ps(iscale);
+        for (int j = 0; j < 16; j++) {
+            const __m128i q = gc_q_round16(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), vs), -128);
+            const int sb = j / 2;
+            _mm_storeu_si128((__m128i *)(y[i].qs + 32 * (perm ? gc_k4_pos(sb) : sb) + 16 * (j % 2)), q);
+            y[i].bsums[j] = (int16_t)_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(q));
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+#elif defined(GC_MM_AVX2)
+/* AVX2 versions, same roundings as the scalar code */
+static inline __m256 gc_q_abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+static inline float gc_q_hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* round(v) to int32 (nearest even), NaN -> 0, clamped to [lo, 127] */
+static inline __m256i gc_q_round8(__m256 v, int lo) {
+    __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    q = _mm256_and_si256(q, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_ORD_Q)));
+    return _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(lo)), _mm256_set1_epi32(127));
+}
+
+/* 16 int32 (two vectors, elements 0..7 and 8..15) -> 16 bytes in element order */
+static inline __m128i gc_q_pack16(__m256i a, __m256i b) {
+    const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);   /* 16 x int16 in order */
+    return _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+}
+
+static inline GC_EXACT void gc_quantize_act_q32(const float *x, int64_t n, int q81, int c, gc_act4 *out) {
+    const int64_t nb = n / 32, ng = (nb + 3) / 4;
+    if (nb % 4) memset(out + ng - 1, 0, sizeof(gc_act4));
+    for (int64_t b = 0; b < nb; b++) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 32 * b + 8 * k);
+            m = _mm256_max_ps(gc_q_abs8(v[k]), m);          /* NaN (first operand) never wins */
+        }
+        const float amax = gc_q_hmax8(m);
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = gc_q_round8(_mm256_mul_ps(v[k], vid), -128);
+        gc_act4 *g = out + b / 4;
+        const int j = (int)(b % 4);
+        _mm_storeu_si128((__m128i *)(g->qs + 16 * j), gc_q_pack16(q[0], q[1]));
+        _mm_storeu_si128((__m128i *)(g->qs + 64 + 16 * j), gc_q_pack16(q[2], q[3]));
+        /* lane l: elements 4l..4l+3 and 16+4l..16+4l+3 */
+        const __m256i sa = _mm256_add_epi32(q[0], q[2]), sb = _mm256_add_epi32(q[1], q[3]);
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(sa, sb), _mm256_setzero_si256());
+        const __m128i ls = _mm_unpacklo_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        _mm_storeu_si128((__m128i *)(g->bias + 4 * j), _mm_mullo_epi32(ls, _mm_set1_epi32(-c)));
+        const float dr = gc_fp16_to_fp32(gc_fp32_to_fp16(d));
+        _mm_storeu_ps(g->d + 4 * j, _mm_set1_ps(dr));
+        float s = 0.0f;
+        if (q81) {
+            const __m128i t = _mm_add_epi32(ls, _mm_shuffle_epi32(ls, 0x4E));
+            const int sum = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
+            s = gc_fp16_to_fp32(gc_fp32_to_fp16((float)sum * d));
+        }
+        _mm_storeu_ps(g->s + 4 * j, _mm_setr_ps(s, 0.0f, 0.0f, 0.0f));
+    }
+}
+
+static inline GC_EXACT void gc_quantize_act_q8_K(const float *x, int64_t n, int perm, block_q8_K *y) {
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 256; k += 8) m = _mm256_max_ps(gc_q_abs8(_mm256_loadu_ps(x + k)), m);
+        const float amax = gc_q_hmax8(m);
+        if (amax == 0.0f) { memset(&y[i], 0, sizeof(block_q8_K)); continue; }
+        const __m256 va = _mm256_set1_ps(amax);
+        int k0 = 0;                                   /* the first element of largest magnitude */
+        for (int k = 0; k < 256; k += 8) {
+            const int e = _mm256_movemask_ps(_mm256_cmp_ps(gc_q_abs8(_mm256_loadu_ps(x + k)), va, _CMP_EQ_OQ));
+            if (e) { k0 = k + __builtin_ctz((unsigned)e); break; }
+        }
+        const float iscale = -127.0f / x[k0];
+        const __m256 vs = _mm256_set1_ps(iscale);
+        for (int j = 0; j < 16; j++) {
+            const __m256i a = gc_q_round8(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * j), vs), -128);
+            const __m256i b = gc_q_round8(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * j + 8), vs), -128);
+            const int sb = j / 2;
+            _mm_storeu_si128((__m128i *)(y[i].qs + 32 * (perm ? gc_k4_pos(sb) : sb) + 16 * (j % 2)), gc_q_pack16(a, b));
+            const __m256i t = _mm256_add_epi32(a, b);
+            __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+            u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+            u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+            y[i].bsums[j] = (int16_t)_mm_cvtsi128_si32(u);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+#else
+#define gc_quantize_act_q32 gc_quantize_act_q32_scalar
+#define gc_quantize_act_q8_K gc_quantize_act_q8_K_scalar
+#endif
 
 /* ---- scalar block dot products (the portable path, and tails of the SIMD paths) ---------------- */
 
