@@ -73,6 +73,10 @@ class Model:
     def n_past(self) -> int:
         raise NotImplementedError
 
+    def prepare(self, n_tokens: int, n_more: int = 0) -> None:
+        """Do ahead any one-time work (compiling graphs) that feeding n_tokens, then n_more single tokens,
+        will need; a model without such work does nothing."""
+
     # --- the public interface ---------------------------------------------------------------
     def logits(self, tokens: Iterable[int]) -> np.ndarray:
         """Feed token ids after what the state holds; float32 logits for every fed position, (n, n_vocab)."""
@@ -110,6 +114,7 @@ class Model:
         if max_tokens < 0:
             raise RunError(f"max_tokens must be >= 0, got {max_tokens}")
         rng = np.random.default_rng(seed)
+        self.prepare(len(ids), max_tokens)        # compile first: the stats time runs only
         self.stats = Stats(prompt_tokens=len(ids))
         t0 = time.perf_counter()
         last = self.logits(ids)[-1]

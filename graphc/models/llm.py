@@ -112,6 +112,17 @@ class GGUFModel(Model):
     def n_past(self) -> int:
         return self._n_past
 
+    def prepare(self, n_tokens: int, n_more: int = 0) -> None:
+        """Compile now every graph that feeding n_tokens after the state, then n_more single tokens, will
+        use (so generate()'s timings measure runs, not gcc)."""
+        past = self._n_past
+        sizes = chunk_sizes(max(n_tokens, 0), self.n_batch) + [1] * max(n_more, 0)
+        for size in sizes:
+            if past + size > self.n_ctx:
+                break
+            self._compile(size, kv_rows(past + size, self.n_ctx, self.kv_pad))
+            past += size
+
     def _reset(self) -> None:
         self._owner.reset_state()           # one set of buffers: every module sees the reset
         self._n_past = 0
