@@ -117,6 +117,23 @@ static inline GC_EXACT void gc_quantize_act_q8_K_scalar(const float *x, int64_t 
     }
 }
 
+#if defined(GC_MM_AVX512) || defined(GC_MM_AVX2)
+/* Block j of group g, from its 4 lane sums ls of the quants: the bias lanes (-c * sums), the f16-rounded
+ * scale d and, for q8_1, s = d * (sum of the quants), f16-rounded: the scalar code's values exactly. */
+static inline GC_EXACT void gc_q_act4_scales(gc_act4 *g, int j, __m128i ls, int c, float d, int q81) {
+    _mm_storeu_si128((__m128i *)(g->bias + 4 * j), _mm_mullo_epi32(ls, _mm_set1_epi32(-c)));
+    const float dr = gc_fp16_to_fp32(gc_fp32_to_fp16(d));
+    _mm_storeu_ps(g->d + 4 * j, _mm_set1_ps(dr));
+    float s = 0.0f;
+    if (q81) {
+        const __m128i t = _mm_add_epi32(ls, _mm_shuffle_epi32(ls, 0x4E));
+        const int sum = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
+        s = gc_fp16_to_fp32(gc_fp32_to_fp16((float)sum * d));
+    }
+    _mm_storeu_ps(g->s + 4 * j, _mm_setr_ps(s, 0.0f, 0.0f, 0.0f));
+}
+#endif
+
 #if defined(GC_MM_AVX512)
 /* The same quantizers with AVX-512: identical roundings (one f32 multiply, round to nearest even,
  * NaN -> 0, clamp), so the bytes are those of the scalar code. */
@@ -148,16 +165,7 @@ static inline GC_EXACT void gc_quantize_act_q32(const float *x, int64_t n, int q
         _mm_storeu_si128((__m128i *)(g->qs + 16 * j), q0);
         _mm_storeu_si128((__m128i *)(g->qs + 64 + 16 * j), q1);
         const __m128i ls = _mm_dpbusd_epi32(_mm_dpbusd_epi32(_mm_setzero_si128(), ones, q0), ones, q1);
-        _mm_storeu_si128((__m128i *)(g->bias + 4 * j), _mm_mullo_epi32(ls, _mm_set1_epi32(-c)));
-        const float dr = gc_fp16_to_fp32(gc_fp32_to_fp16(d));
-        _mm_storeu_ps(g->d + 4 * j, _mm_set1_ps(dr));
-        float s = 0.0f;
-        if (q81) {
-            const __m128i t = _mm_add_epi32(ls, _mm_shuffle_epi32(ls, 0x4E));
-            const int sum = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
-            s = gc_fp16_to_fp32(gc_fp32_to_fp16((float)sum * d));
-        }
-        _mm_storeu_ps(g->s + 4 * j, _mm_setr_ps(s, 0.0f, 0.0f, 0.0f));
+        gc_q_act4_scales(g, j, ls, c, d, q81);
     }
 }
 
@@ -231,16 +239,7 @@ static inline GC_EXACT void gc_quantize_act_q32(const float *x, int64_t n, int q
         const __m256i sa = _mm256_add_epi32(q[0], q[2]), sb = _mm256_add_epi32(q[1], q[3]);
         const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(sa, sb), _mm256_setzero_si256());
         const __m128i ls = _mm_unpacklo_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-        _mm_storeu_si128((__m128i *)(g->bias + 4 * j), _mm_mullo_epi32(ls, _mm_set1_epi32(-c)));
-        const float dr = gc_fp16_to_fp32(gc_fp32_to_fp16(d));
-        _mm_storeu_ps(g->d + 4 * j, _mm_set1_ps(dr));
-        float s = 0.0f;
-        if (q81) {
-            const __m128i t = _mm_add_epi32(ls, _mm_shuffle_epi32(ls, 0x4E));
-            const int sum = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1)));
-            s = gc_fp16_to_fp32(gc_fp32_to_fp16((float)sum * d));
-        }
-        _mm_storeu_ps(g->s + 4 * j, _mm_setr_ps(s, 0.0f, 0.0f, 0.0f));
+        gc_q_act4_scales(g, j, ls, c, d, q81);
     }
 }
 

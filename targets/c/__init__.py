@@ -22,7 +22,7 @@ from graphc.errors import CompileError
 from graphc.ir import Graph
 from graphc.program import Program, region_of, root_of
 
-from graphc.targets.ref.memory import MemoryIO
+from graphc.targets.ref.memory import Memory, MemoryIO
 
 from . import build as cbuild
 from .codegen import SERIAL_WORK, Generated, Library, Unsupported, generate
@@ -64,12 +64,6 @@ def _aligned_zeros(n: int, align: int = 64) -> np.ndarray:
     return raw[start:start + n]
 
 
-def _imports():
-    from graphc.targets.ref import _shareable, _written_roots
-    from graphc.targets.ref.memory import Memory
-    return Memory, _shareable, _written_roots
-
-
 class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
@@ -83,7 +77,6 @@ class CExecutable(MemoryIO):
             raise CompileError(f"target c: bad march {march!r}")
         if isinstance(extra_cflags, str):
             extra_cflags = extra_cflags.split()
-        Memory, shareable, written_roots = _imports()
         self.program = _as_program(what)
         self.graph = graph = self.program.graph
         self.n_threads = n_threads
@@ -112,16 +105,7 @@ class CExecutable(MemoryIO):
                 if off is None or off < 0 or off + n.nbytes > plan.size:
                     raise CompileError(f"target c: tensor {n.name!r} has no valid place in the {plan.size}-byte arena")
                 self.mem.bind_external(n, self.arena[off:off + n.nbytes])
-        written = written_roots(graph)
-        for t in graph.leafs:
-            if t.data is not None:
-                data = np.asarray(t.data).reshape(-1).view(np.uint8)
-                if data.size != t.nbytes:
-                    raise CompileError(f"leaf {t.name!r} holds {data.size} bytes of data, it needs {t.nbytes}")
-                if shareable(t, data, written):
-                    self.mem.bind_external(t, data)          # zero-copy: C reads the mapping itself
-                else:
-                    self.mem.byte_span(t)[...] = data
+        self._bind_leaf_data()                                # weights: C reads file mappings in place
         roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
         self._keep: list[Any] = []
         ptrs = []

@@ -240,6 +240,7 @@ class Codegen:
     def generate(self) -> Generated:
         funcs, calls = [], []
         serial: list[str] = []          # consecutive small steps: thread 0 runs them with no barrier between
+        parallel = False                # any step split over the threads (else gc_run opens no thread team)
         for ki, k in enumerate(self.p.kernels):
             if k.kind == "view":
                 continue
@@ -259,6 +260,7 @@ class Codegen:
                     calls.append(_serial_group(serial))
                     serial = []
                 calls.append(f"{fname}(ctx, T, ith, nth);")
+                parallel = True
         if serial:
             calls.append(_serial_group(serial))
         tmpl = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KERNELS)), keep_trailing_newline=True,
@@ -275,7 +277,6 @@ class Codegen:
                 buffers.append(e.buf)
         bufs = ", ".join(str(buffers.index(e.buf)) for e in self.entries) or "0"
         offs = ", ".join(str(e.offset) for e in self.entries) or "0"
-        parallel = any(c.endswith("(ctx, T, ith, nth);") for c in calls)
         src = tmpl.render(headers=headers, params=self.params, funcs=funcs, calls=calls, table=table, parallel=parallel,
                           n_tensors=len(self.entries), scratch=self.scratch, checks=self._checks(),
                           bufs=bufs, offs=offs)

@@ -35,6 +35,7 @@ import numpy as np
 from graphc.errors import CompileError
 from graphc.ir import Flag, Tensor, contiguous_strides
 from graphc.program import region_of, root_of
+from graphc.targets.ref.memory import written_roots
 
 from . import build as cbuild
 from .codegen import KERNELS
@@ -136,16 +137,11 @@ class Layout:
     index: dict[str, int] = field(default_factory=dict)   # "arena" / "temp" / "root:<id>" -> buffer index
 
 
-def _written_roots(graph) -> set[int]:
-    from graphc.targets.ref import _written_roots as written
-    return written(graph)
-
-
 def layout_of(exe: Any) -> Layout:
     """Where every buffer of the C executable's program comes from in the library, and the public table."""
     graph, gen, plan = exe.graph, exe.gen, exe.program.plan
     roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
-    written = _written_roots(graph)
+    written = written_roots(graph)
     lay = Layout([], 0, [], [])
     pack_of: dict[int, int] = {}
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from graphc.custom import get_custom_op
 from graphc.errors import CompileError, RunError
-from graphc.ir import Flag, Graph, Tensor
+from graphc.ir import Graph, Tensor
 from graphc.program import Program, region_of, root_of
 from graphc.quants import MUL_MAT_TYPES
 
@@ -69,16 +69,7 @@ class RefExecutable(MemoryIO):
         self.mem = self._program_memory() if self.program is not None else Memory(graph)
         self._share_state(state_buffers)
         self._ctx = Context(self.mem, opts)
-        written = _written_roots(graph)
-        for t in graph.leafs:
-            if t.data is not None:
-                data = np.asarray(t.data).reshape(-1).view(np.uint8)
-                if data.size != t.nbytes:
-                    raise CompileError(f"leaf {t.name!r} holds {data.size} bytes of data, it needs {t.nbytes}")
-                if _shareable(t, data, written):
-                    self.mem.bind_external(t, data)      # the weight buffer IS the file mapping
-                else:
-                    self.mem.byte_span(t)[...] = data
+        self._bind_leaf_data()
 
     def _program_memory(self) -> Memory:
         """Memory for a Program: arena roots backed by one planned buffer, unmaterialised roots per kernel."""
@@ -134,20 +125,6 @@ class RefExecutable(MemoryIO):
         if out is not None:
             self.mem.store(n, out)
 
-
-
-_ALIAS_OPS = ("view", "reshape", "permute", "transpose")
-
-def _written_roots(graph: Graph) -> set[int]:
-    """Roots some node writes into (cpy/set/set_rows results are views of their destination)."""
-    return {id(n.view_src) for n in graph.nodes if n.view_src is not None and n.op not in _ALIAS_OPS}
-
-
-def _shareable(t: Tensor, data: np.ndarray, written: set[int]) -> bool:
-    """Leaf data used in place, without a copy: read-only data (a file mapping) of a weight or constant
-    leaf that no node writes into. Inputs and state are written by design, so they get their own copy."""
-    return (not data.flags.writeable and id(t) not in written and not t.flags & (Flag.INPUT | Flag.STATE)
-            and t.view_src is None)
 
 
 def compile(graph: "Graph | Program", **opts: Any) -> RefExecutable:

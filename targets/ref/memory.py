@@ -170,6 +170,21 @@ class Memory:
             self.rows_raw(t)[idx] = np.asarray(raw, dtype=np.uint8).reshape(rows.shape[0], -1)
 
 
+_ALIAS_OPS = ("view", "reshape", "permute", "transpose")
+
+
+def written_roots(graph: Graph) -> set[int]:
+    """Roots some node writes into (cpy/set/set_rows results are views of their destination)."""
+    return {id(n.view_src) for n in graph.nodes if n.view_src is not None and n.op not in _ALIAS_OPS}
+
+
+def shareable(t: Tensor, data: np.ndarray, written: set[int]) -> bool:
+    """Leaf data used in place, without a copy: read-only data (a file mapping) of a weight or constant
+    leaf that no node writes into. Inputs and state are written by design, so they get their own copy."""
+    return (not data.flags.writeable and id(t) not in written and not t.flags & (Flag.INPUT | Flag.STATE)
+            and t.view_src is None)
+
+
 def cast_to(values: np.ndarray, ty: GGMLType) -> np.ndarray:
     dt = np.dtype(ty.np_dtype)
     if dt.kind in "iu" and values.dtype.kind == "f":
@@ -219,6 +234,21 @@ class MemoryIO:
         """t's contents, numpy order 4-D: the stored dtype (f16 as float16); bf16 and block types as float32."""
         self._check_persistent(t)
         return self.mem.read(t)
+
+    def _bind_leaf_data(self) -> None:
+        """Give every leaf with data its bytes: read-only file mappings in place (zero-copy: the weight
+        buffer IS the mapping), everything else copied into the leaf's own buffer."""
+        written = written_roots(self.graph)
+        for t in self.graph.leafs:
+            if t.data is None:
+                continue
+            data = np.asarray(t.data).reshape(-1).view(np.uint8)
+            if data.size != t.nbytes:
+                raise CompileError(f"leaf {t.name!r} holds {data.size} bytes of data, it needs {t.nbytes}")
+            if shareable(t, data, written):
+                self.mem.bind_external(t, data)
+            else:
+                self.mem.byte_span(t)[...] = data
 
     def state_buffers(self) -> dict[str, np.ndarray]:
         """The byte buffers of the state leafs by name (what share_state hands to another executable)."""
