@@ -62,8 +62,10 @@ def main() -> None:
     model.logits(prompt)            # compile the prompt's graphs once, so the timings below are runs only
     model.reset_state()
     print(args.prompt, end="", flush=True)
-    ids = model.generate(prompt, max_tokens=args.tokens, temperature=0.0, on_token=stream_text(model),
+    stream = stream_text(model)
+    ids = model.generate(prompt, max_tokens=args.tokens, temperature=0.0, on_token=stream,
                          stop_at_eos=False)
+    stream.finish()
     st = model.stats
     print(f"\n\ngraphc ({args.target}): prompt {st.prompt_tps:.0f} tokens/s, decode {st.decode_tps:.0f} tokens/s")
     theirs = llama_cpp_greedy(path, prompt, len(ids))

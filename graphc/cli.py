@@ -553,6 +553,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         on_token = stream_text(model)
     ids = model.generate(prompt, max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
                          top_p=args.top_p, seed=args.seed, on_token=on_token)
+    if isinstance(on_token, stream_text):
+        on_token.finish()
     print()
     st = model.stats
     print(f"prompt: {st.prompt_tokens} tokens, {st.prompt_tps:.1f} tokens/s; decode: {len(ids)} tokens, "

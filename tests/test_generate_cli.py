@@ -47,3 +47,19 @@ def test_generate_errors(tiny, tmp_path, capsys):
     assert main(["generate", tiny]) == 2                               # a prompt is required
     assert main(["generate", tiny, "-p", "x", "--ctx", "100000", "--target", "ref"]) == 1
     assert "context" in capsys.readouterr().err
+
+
+def test_stream_text_holds_back_incomplete_pieces_until_finish():
+    import io
+    from graphc.models.base import stream_text
+
+    class Bytes:                                  # each id is one UTF-8 byte of the text
+        def detokenize(self, ids):
+            return bytes(ids).decode("utf-8", errors="replace")
+    out = io.StringIO()
+    s = stream_text(Bytes(), out)
+    for b in "a é".encode() + "€".encode()[:2]:
+        s(b)
+    assert out.getvalue() == "a é"               # the euro sign's first two bytes wait
+    s.finish()
+    assert out.getvalue() == "a é\ufffd"          # generation stopped inside it: shown as replacement

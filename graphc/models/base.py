@@ -134,21 +134,28 @@ class Model:
         return out
 
 
-def stream_text(model: Model, out=None) -> Callable[[int], None]:
-    """An on_token callback that prints text as it becomes complete (multi-byte pieces wait for their rest)."""
-    done: list[int] = []
-    shown = [""]
-    out = out if out is not None else sys.stdout
+class stream_text:
+    """An on_token callback that prints text as it becomes complete (multi-byte pieces wait for their rest);
+    finish() prints what is still held back when generation stops (an incomplete piece as U+FFFD)."""
 
-    def on_token(tok: int) -> None:
-        done.append(tok)
-        text = model.detokenize(done)
-        if text.endswith("\ufffd"):          # an incomplete UTF-8 sequence: wait for the next token
-            return
+    def __init__(self, model: Model, out=None):
+        self.model, self.out = model, out if out is not None else sys.stdout
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def __call__(self, tok: int) -> None:
+        self.ids.append(tok)
+        text = self.model.detokenize(self.ids)
+        if not text.endswith("\ufffd"):      # else an incomplete UTF-8 sequence: wait for the next token
+            self._show(text)
+
+    def finish(self) -> None:
+        self._show(self.model.detokenize(self.ids))
+
+    def _show(self, text: str) -> None:
         # decoding more ids normally extends the text; a clean-up rule (" ." -> ".") may rewrite its end,
         # and what was printed stays printed: print from where the two first differ
-        same = next((i for i, (a, b) in enumerate(zip(text, shown[0])) if a != b), min(len(text), len(shown[0])))
-        out.write(text[same:] if same < len(shown[0]) else text[len(shown[0]):])
-        out.flush()
-        shown[0] = text
-    return on_token
+        same = next((i for i, (a, b) in enumerate(zip(text, self.shown)) if a != b), min(len(text), len(self.shown)))
+        self.out.write(text[same:] if same < len(self.shown) else text[len(self.shown):])
+        self.out.flush()
+        self.shown = text
