@@ -25,9 +25,9 @@ from llama_cpp import Llama        # a test dependency (pyproject's test extra):
 import graphc.models
 from graphc.errors import CompileError, ParseError, RunError
 from graphc.frontends.gguf import write_gguf
-from graphc.frontends.gguf_graph import kq_mask, v_indices
-from graphc.frontends.gguf_model import LLMConfig
 from graphc.models.llm import chunk_sizes, kv_rows, load_gguf
+from graphc.models.llm_config import LLMConfig
+from graphc.models.llm_graph import kq_mask, v_indices
 from graphc.models.testing import make_tiny_gguf, prompt_ids, tensor_types
 
 ARCHS = ("llama", "qwen2", "gemma3")

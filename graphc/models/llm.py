@@ -4,7 +4,7 @@
     logits = model.logits([1, 15043, 3186])       # (3, n_vocab), after what the cache holds
     model.generate("Hello", max_tokens=32)
 
-Graphs (graphc.frontends.gguf_graph.build_graph) are compiled per (tokens fed at once, cache rows attended),
+Graphs (graphc.models.llm_graph.build_graph) are compiled per (tokens fed at once, cache rows attended),
 all over one KV cache (compile(share_state=...)) and the same mapped weights: the 1-token decode graph at
 load, the others lazily when first needed.
 - Tokens: a batch of n tokens runs as chunks of n_batch tokens, and a remainder r < n_batch as its binary
@@ -81,7 +81,7 @@ class GGUFModel(Model):
 
     # --- compiling ------------------------------------------------------------------------------
     def graph(self, n_tokens: int, n_kv: int | None = None):
-        from graphc.frontends.gguf_graph import build_graph
+        from .llm_graph import build_graph
         return build_graph(self.cfg, self._tensors, self.path, n_tokens, self.n_ctx, self.kv_type,
                            self.flash_attn, n_kv, weight_types=self._qtypes)
 
@@ -128,7 +128,7 @@ class GGUFModel(Model):
         self._n_past = 0
 
     def _forward(self, ids: np.ndarray) -> np.ndarray:
-        from graphc.frontends.gguf_graph import kq_mask, positions, v_indices
+        from .llm_graph import kq_mask, positions, v_indices
         n = int(ids.size)
         if self._n_past + n > self.n_ctx:
             raise RunError(f"context overflow: {self._n_past} tokens are cached and {n} more do not fit in "
@@ -191,7 +191,7 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
     (llama-cpp-python's default). kv_pad: attend to the used cache rows rounded up to kv_pad * 2^k
     (0: always all n_ctx rows; see the module doc). Other options go to the target."""
     from graphc.frontends.gguf import GGUFFile
-    from graphc.frontends.gguf_model import LLMConfig
+    from .llm_config import LLMConfig
     for what, v, lo in (("n_ctx", n_ctx, 1), ("n_batch", n_batch, 1), ("kv_pad", kv_pad, 0)):
         if v is None and what == "n_ctx":
             continue

@@ -5,7 +5,7 @@
     logits = model.logits([13])                   # (1, n_vocab): RNN mode
     model.generate([510, 3158], max_tokens=8)     # token ids in and out (no tokenizer)
 
-Graphs come from graphc.frontends.rwkv4.build_graph: the 1-token RNN graph is compiled at load and owns
+Graphs come from graphc.models.rwkv_graph.build_graph: the 1-token RNN graph is compiled at load and owns
 the state (per layer att x-prev, aa|bb|pp, ffn x-prev); sequence graphs are compiled lazily per token
 count, over the same state buffers (compile(share_state=...)) and the same weight bytes. n tokens run as
 chunks of n_batch, then the binary decomposition of the rest (graphc.models.llm.chunk_sizes): at most
@@ -54,7 +54,7 @@ class RWKVModel(Model):
         self._compile(1)                              # the RNN graph: owns the state
 
     def graph(self, n_tokens: int):
-        from graphc.frontends.rwkv4 import build_graph
+        from .rwkv_graph import build_graph
         # only the RNN graph (compiled first, at load) carries the initial state: a later compile onto
         # the shared buffers would otherwise overwrite the live state
         return build_graph(self.config, n_tokens, self._types, initial=n_tokens == 1)

@@ -32,7 +32,7 @@ from graphc.errors import CompileError
 from graphc.ir import Graph, Tensor
 from graphc.types import GGMLType, get_type
 
-from .gguf_model import LLMConfig
+from .llm_config import LLMConfig
 
 KV_TYPES = ("f16", "f32")
 TensorTable = Mapping[str, "tuple[GGMLType, Sequence[int]]"]    # GGUF name -> (stored type, ne)

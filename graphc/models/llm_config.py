@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from graphc.errors import ParseError
-
-from .gguf import GGUFFile
+from graphc.frontends.gguf import GGUFFile
 
 ARCHS = ("llama", "qwen2", "gemma3")
 ROPE_NORMAL, ROPE_NEOX = 0, 2
