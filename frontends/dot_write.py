@@ -24,7 +24,7 @@ from collections import defaultdict
 import numpy as np
 
 from graphc.errors import ParseError
-from graphc.ir import FLAG_NAMES, Flag, Graph, Tensor
+from graphc.ir import FLAG_NAMES, Graph, Tensor, role_of
 from graphc.verify import verify
 
 from .dot_syntax import quote_dot, to_json
@@ -75,14 +75,9 @@ def _flags(t: Tensor) -> str:
     return "|".join(name for flag, name in FLAG_NAMES.items() if t.flags & flag)
 
 
-def _color(t: Tensor) -> str:
-    if t.has(Flag.PARAM):
-        return "yellow"
-    if t.has(Flag.STATE):
-        return "orange"
-    if t.is_leaf:
-        return "pink"
-    return "lightblue" if t.has(Flag.OUTPUT) else "white"
+# fill colours by role (ggml's dump: yellow params, pink leafs, white nodes; graphc adds state and outputs)
+_COLORS = {"input": "pink", "state": "orange", "param": "yellow", "constant": "pink", "output": "lightblue",
+           "intermediate": "white"}
 
 
 def _attrs(pairs: list[tuple[str, str]]) -> str:
@@ -102,7 +97,7 @@ def dumps(graph: Graph) -> str:
                 label = f"{shown}|{i} {_dims(t.ne)} | <x>{SYMBOL.get(t.op, t.op + '(x)')}"
             else:
                 label = f"<x>{shown}|CONST {i} {_dims(t.ne)}"
-            pairs = [("style", "filled"), ("fillcolor", _color(t)), ("shape", "record"), ("label", label),
+            pairs = [("style", "filled"), ("fillcolor", _COLORS[role_of(t)]), ("shape", "record"), ("label", label),
                      ("graphc_kind", kind), ("graphc_index", str(i)), ("graphc_name", to_json(t.name)),
                      ("graphc_type", t.type.name), ("graphc_ne", ",".join(map(str, t.ne))),
                      ("graphc_nb", ",".join(map(str, t.nb)))]

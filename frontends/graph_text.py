@@ -27,7 +27,7 @@ import lark
 import numpy as np
 
 from graphc import ops
-from graphc.verify import _check_tensor, verify
+from graphc.verify import check_tensor, verify
 from graphc.builder import GraphBuilder
 from graphc.compare import same_value
 from graphc.errors import GraphError, ParseError
@@ -391,7 +391,7 @@ class _Reader:
             t.weight = a.get("weight")
             if "data" in a:
                 t.data = self.data(a["data"], t)
-            _check_tensor(t)
+            check_tensor(t)
         except GraphError as e:
             raise self.error(str(e), expr.children[0]) from None
         self.by_id[key] = t

@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import errors, types
 from .api import DEFAULT_TARGET, Module, TensorInfo, compile, load
 from .builder import Builder, GraphBuilder
@@ -18,6 +16,7 @@ from .errors import CompileError, GraphcError, GraphError, ParseError, RunError
 from .ir import Flag, Graph, Tensor, WeightRef
 from .types import GGMLType, get_type
 from .verify import verify
+from .version import __version__
 
 
 def load_graph(path) -> Graph:

@@ -21,7 +21,6 @@ in the leaf's own type is used in place, read-only, never copied; other stored t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -31,10 +30,12 @@ from typing import Any, Iterable, Mapping, Union
 import numpy as np
 
 from .custom import get_custom_op
-from .errors import CompileError, GraphcError, ParseError, RunError
-from .ir import Flag, Graph, Tensor, WeightRef, full_numpy_shape
-
+from .errors import CompileError, ParseError, RunError
+from .ir import Flag, Graph, Tensor, WeightRef, role_of
+from .runtime import encode_leaf, to_tensor_values, value_dtype
+from .util import sha256_file
 from .verify import verify
+from .version import __version__
 from graphc.targets import DEFAULT_TARGET
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -48,7 +49,7 @@ GRAPH_FILE = "graph.graph"
 WEIGHTS_FILE = "weights.npz"
 
 
-# --- tensor descriptions and numpy conversions ---------------------------------------------
+# --- tensor descriptions (numpy conversions: graphc.runtime) ----------------------------------
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -65,71 +66,6 @@ class TensorInfo:
 
     def __str__(self) -> str:
         return f"{self.name!r} {self.shape} {self.dtype} ({self.type})"
-
-
-def value_dtype(t: Tensor) -> np.dtype:
-    """The numpy dtype a tensor's values are given and returned in."""
-    return np.dtype(t.type.np_dtype or "float32")
-
-
-def _strip_leading_ones(shape: Iterable[int]) -> tuple[int, ...]:
-    s = list(shape)
-    while s and s[0] == 1:
-        s.pop(0)
-    return tuple(s)
-
-
-def shape_matches(shape: tuple[int, ...], t: Tensor) -> bool:
-    """Equal to the tensor's numpy shape up to leading 1s (so t.shape and the full 4-D shape both fit)."""
-    return _strip_leading_ones(shape) == _strip_leading_ones(full_numpy_shape(t.ne))
-
-
-def _is_raw(arr: np.ndarray, t: Tensor) -> bool:
-    return arr.dtype == np.uint8 and t.type.np_dtype is None
-
-
-def to_tensor_values(value: Any, t: Tensor, what: str, err: type[GraphcError]) -> np.ndarray:
-    """Check a user array against tensor t and return it as the values (or raw bytes) to store.
-
-    Raw bytes come back as a flat uint8 array of t.nbytes; values come back in t's value dtype, 4-D."""
-    raw = isinstance(value, (bytes, bytearray, memoryview))   # bytes are raw ggml data for any type
-    if raw:
-        value = np.frombuffer(value, dtype=np.uint8)
-    try:
-        arr = np.asarray(value)
-    except Exception as e:  # ragged lists and the like
-        raise err(f"{what} {t.name!r}: cannot make an array of the given value ({e})") from None
-    if raw or _is_raw(arr, t):
-        if arr.size != t.nbytes:
-            raise err(f"{what} {t.name!r}: raw {t.type.name} data must be {t.nbytes} bytes, got {arr.size}")
-        return np.ascontiguousarray(arr).reshape(-1)
-    want = value_dtype(t)
-    kind = arr.dtype.kind
-    if t.type.is_int:
-        if kind not in "iu":
-            raise err(f"{what} {t.name!r} is {t.type.name} and takes integer data, got {arr.dtype}")
-        info = np.iinfo(want)
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise err(f"{what} {t.name!r}: values outside the {t.type.name} range [{info.min}, {info.max}]")
-    elif kind != "f":
-        raise err(f"{what} {t.name!r} is {t.type.name} and takes floating-point data, got {arr.dtype} "
-                  f"(convert it explicitly, e.g. .astype(np.float32))")
-    if not shape_matches(arr.shape, t):
-        raise err(f"{what} {t.name!r} has numpy shape {t.shape} (ggml ne {list(t.ne)}), got {arr.shape}")
-    cast_to = want if t.type.np_dtype is not None else np.dtype("float32")
-    return np.ascontiguousarray(arr, dtype=cast_to).reshape(full_numpy_shape(t.ne))
-
-
-def encode_leaf(values: np.ndarray, t: Tensor) -> np.ndarray:
-    """Values (from to_tensor_values) -> the raw bytes a leaf stores."""
-    if values.dtype == np.uint8:     # raw bytes already (no ggml type stores values as uint8)
-        return values
-    from .quants import encode
-    try:
-        raw = encode(values, t.type)
-    except NotImplementedError as e:
-        raise CompileError(f"weight {t.name!r}: cannot encode values as {t.type.name} yet ({e})") from None
-    return np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
 
 
 # --- graphs, copies and weights ------------------------------------------------------------
@@ -451,21 +387,6 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
 
 # --- artifacts ------------------------------------------------------------------------------
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _role(t: Tensor) -> str:
-    for flag, role in ((Flag.INPUT, "input"), (Flag.STATE, "state"), (Flag.PARAM, "param"), (Flag.OUTPUT, "output")):
-        if t.has(flag):
-            return role
-    return "leaf" if t.is_leaf else "node"
-
-
 def save_artifact(module: Module, directory: str) -> str:
     from graphc.frontends.graph_text import dump
     if os.path.exists(directory) and not os.path.isdir(directory):
@@ -507,16 +428,16 @@ def save_artifact(module: Module, directory: str) -> str:
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
-        "graphc_version": _graphc_version(),
+        "graphc_version": __version__,
         "target": module.target,
         "target_options": module.target_opts,
         "graph_name": module.graph.name,
         "graph_file": GRAPH_FILE,
         "weights_file": WEIGHTS_FILE if arrays else None,
         "source": os.path.basename(module.source) if module.source else None,
-        "files": {f: {"sha256": _sha256(os.path.join(directory, f)),
+        "files": {f: {"sha256": sha256_file(os.path.join(directory, f)),
                       "bytes": os.path.getsize(os.path.join(directory, f))} for f in files},
-        "tensors": [{"name": t.name, "role": _role(t), "type": t.type.name, "ne": list(t.ne),
+        "tensors": [{"name": t.name, "role": role_of(t), "type": t.type.name, "ne": list(t.ne),
                      "shape": list(t.shape), "dtype": str(value_dtype(t))}
                     for t in module.graph.tensors() if t.flags & (Flag.INPUT | Flag.OUTPUT | Flag.PARAM | Flag.STATE)],
         "weights": weights_table,
@@ -529,11 +450,6 @@ def save_artifact(module: Module, directory: str) -> str:
         f.write("\n")
     os.replace(tmp, manifest_path)
     return directory
-
-
-def _graphc_version() -> str:
-    from graphc import __version__
-    return __version__
 
 
 def _damaged(path: str, msg: str) -> ParseError:
@@ -573,7 +489,7 @@ def load(directory: PathLike, target: str | None = None, passes: Any = True, dis
             p = os.path.join(directory, os.path.basename(name))
             if not os.path.isfile(p):
                 raise _damaged(directory, f"{name} is missing")
-            if _sha256(p) != info["sha256"]:
+            if sha256_file(p) != info["sha256"]:
                 raise _damaged(p, "content hash does not match the manifest (the file was changed or truncated)")
         if graph_file not in files or (weights_file is not None and weights_file not in files):
             raise _damaged(manifest_path, "the manifest does not list hashes for its graph/weights files")

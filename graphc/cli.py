@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .errors import GraphcError
-from .ir import Flag, Graph, Tensor
+from .ir import Flag, Graph, Tensor, role_of
 from graphc.targets import DEFAULT_TARGET
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ def _targets() -> list[str]:
 
 
 def _version() -> str:
-    from graphc import __version__
+    from .version import __version__
     return __version__
 
 
@@ -413,16 +413,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _role(t: Tensor) -> str:
-    if t.has(Flag.INPUT):
-        return "inputs"
-    if t.has(Flag.STATE):
-        return "state"
-    if t.is_leaf:
-        return "params"
-    if t.has(Flag.OUTPUT):
-        return "outputs"
-    return "intermediates"
+# `inspect`'s groups of role_of's roles (constants count with the params: both are read-only leafs)
+_ROLE_GROUP = {"input": "inputs", "state": "state", "param": "params", "constant": "params", "output": "outputs",
+               "intermediate": "intermediates"}
 
 
 def _flags(t: Tensor) -> str:
@@ -503,7 +496,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     by_role: dict[str, int] = {k: 0 for k in ("inputs", "outputs", "params", "state", "intermediates")}
     for t in g.tensors():
         if not t.is_view:     # a view aliases its source's memory
-            by_role[_role(t)] += t.nbytes
+            by_role[_ROLE_GROUP[role_of(t)]] += t.nbytes
     print("bytes by role (views alias other tensors and count nothing):")
     for role, n in by_role.items():
         print(f"  {role:14s} {n:12,d}")

@@ -30,6 +30,25 @@ class Flag(enum.IntFlag):
 
 FLAG_NAMES = {Flag.INPUT: "input", Flag.OUTPUT: "output", Flag.PARAM: "param", Flag.STATE: "state"}
 
+# A tensor's one role, the first rule that holds: fed by the user (input), kept between runs (state), a
+# weight (param), any other leaf (constant), read by the user (output), else computed and dropped.
+ROLES = ("input", "state", "param", "constant", "output", "intermediate")
+
+
+def role_of(t: "Tensor") -> str:
+    """The role of a tensor, one of ROLES (what a report groups it by and where its memory lives)."""
+    if t.flags & Flag.INPUT:
+        return "input"
+    if t.flags & Flag.STATE:
+        return "state"
+    if t.flags & Flag.PARAM:
+        return "param"
+    if t.is_leaf:
+        return "constant"
+    if t.flags & Flag.OUTPUT:
+        return "output"
+    return "intermediate"
+
 
 @dataclass(frozen=True)
 class WeightRef:
@@ -200,12 +219,14 @@ class Graph:
     def __contains__(self, name: str) -> bool:
         return any(t.name == name for t in self.tensors())
 
-    def consumers(self) -> dict[Tensor, list[Tensor]]:
-        users: dict[Tensor, list[Tensor]] = {t: [] for t in self.tensors()}
+    def consumers(self, slots: bool = False) -> dict[Tensor, list]:
+        """Every tensor -> the nodes that read it, in graph order, once per source slot that names it;
+        with slots=True as (node, slot index) pairs."""
+        users: dict[Tensor, list] = {t: [] for t in self.tensors()}
         for n in self.nodes:
-            for s in n.src:
+            for j, s in enumerate(n.src):
                 if s is not None and s in users:
-                    users[s].append(n)
+                    users[s].append((n, j) if slots else n)
         return users
 
     def to_networkx(self):

@@ -23,7 +23,7 @@ import numpy as np
 from .errors import GraphError
 from .ir import Tensor
 from .ops import get_op
-from .program import ALIAS_ONLY, ALIGN, ArenaPlan, Program, region_of, root_of
+from .program import ALIAS_ONLY, ALIGN, ArenaPlan, Program, materialised, region_of, root_of
 
 __all__ = ["Interval", "liveness", "plan", "check_plan", "report", "svg"]
 
@@ -41,11 +41,6 @@ class Interval:
 
 def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
-
-
-def materialised(program: Program) -> set[int]:
-    """ids of the roots that need memory: those of every kernel output."""
-    return {id(root_of(o)) for k in program.kernels for o in k.outputs}
 
 
 def liveness(program: Program) -> dict[int, Interval]:

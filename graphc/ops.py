@@ -65,7 +65,7 @@ class OpDef:
     n_required: int                # how many leading slots must be set
     params: tuple[Param, ...]
     rule: Callable[..., Spec]
-    kind: str                      # unary | binary | reduce | view | matmul | other (for passes)
+    kind: str                      # the op's class, read by fusion and every target: see OP_KINDS
     ggml: str | None               # GGML_OP_<name>, None for graphc-only ops
     declared: bool = False         # result shape comes from the caller (Decl)
     inplace_ok: bool = False       # ggml_op_can_inplace: may reuse a source's memory
@@ -73,8 +73,19 @@ class OpDef:
 
 OPS: dict[str, OpDef] = {}
 
+# An op's class, the one fact fusion and the targets' lowering decide by:
+#   leaf         no op (weights, inputs, constants)
+#   view         alias-only: re-describes its source's memory, no work
+#   write        writes into another tensor's memory (cpy, set_rows: KV cache stores)
+#   elementwise  result[i] depends only on the sources at i (broadcast sources allowed)
+#   reduce       row-wise (or wider) reductions and normalisations
+#   matmul       mul_mat / out_prod
+#   other        everything else (rope, get_rows, concat, attention, rwkv, custom ...)
+OP_KINDS = ("leaf", "view", "write", "elementwise", "reduce", "matmul", "other")
+
 
 def _op(name, srcs, params=(), kind="other", ggml=None, n_required=None, declared=False, inplace_ok=False):
+    assert kind in OP_KINDS, kind
     def deco(rule):
         OPS[name] = OpDef(name, tuple(srcs), len(srcs) if n_required is None else n_required,
                           tuple(params), rule, kind, ggml if ggml is not None else name.upper(),
@@ -126,12 +137,12 @@ def _binary_rule(a: Tensor, b: Tensor) -> Spec:
 
 
 for _name in ("add", "sub", "mul", "div"):
-    _op(_name, ("a", "b"), kind="binary", inplace_ok=True)(_binary_rule)
+    _op(_name, ("a", "b"), kind="elementwise", inplace_ok=True)(_binary_rule)
 for _name in ("maximum", "minimum"):   # graphc: RWKV's elementwise max/min (ggml had them as map ops)
-    _op(_name, ("a", "b"), kind="binary", ggml="")(_binary_rule)
+    _op(_name, ("a", "b"), kind="elementwise", ggml="")(_binary_rule)
 
 
-@_op("add1", ("a", "b"), kind="binary", inplace_ok=True)
+@_op("add1", ("a", "b"), kind="elementwise", inplace_ok=True)
 def _add1(a, b):
     _need(b.nelements == 1, f"add1 needs a scalar b, got ne {list(b.ne)}", "scalar")
     return _same(a)
@@ -144,18 +155,18 @@ def _unary_like(a, **_):
 
 
 for _name in ("sqr", "sqrt", "log", "sin", "cos"):
-    _op(_name, ("a",), kind="unary", inplace_ok=_name in ("sqr", "sqrt", "log"))(_unary_like)
+    _op(_name, ("a",), kind="elementwise", inplace_ok=_name in ("sqr", "sqrt", "log"))(_unary_like)
 
-_op("unary", ("a",), (Param("op", "choice", choices=tuple(UNARY_OPS)),), kind="unary", inplace_ok=True)(_unary_like)
-_op("scale", ("a",), (Param("s", "f32"), Param("b", "f32", 0.0)), kind="unary", inplace_ok=True)(_unary_like)
-_op("clamp", ("a",), (Param("min", "f32"), Param("max", "f32")), kind="unary")(_unary_like)
-_op("leaky_relu", ("a",), (Param("negative_slope", "f32"),), kind="unary")(_unary_like)
-_op("diag_mask_inf", ("a",), (Param("n_past", "i32"),), kind="unary", inplace_ok=True)(_unary_like)
-_op("diag_mask_zero", ("a",), (Param("n_past", "i32"),), kind="unary", inplace_ok=True)(_unary_like)
+_op("unary", ("a",), (Param("op", "choice", choices=tuple(UNARY_OPS)),), kind="elementwise", inplace_ok=True)(_unary_like)
+_op("scale", ("a",), (Param("s", "f32"), Param("b", "f32", 0.0)), kind="elementwise", inplace_ok=True)(_unary_like)
+_op("clamp", ("a",), (Param("min", "f32"), Param("max", "f32")), kind="elementwise")(_unary_like)
+_op("leaky_relu", ("a",), (Param("negative_slope", "f32"),), kind="elementwise")(_unary_like)
+_op("diag_mask_inf", ("a",), (Param("n_past", "i32"),), kind="elementwise", inplace_ok=True)(_unary_like)
+_op("diag_mask_zero", ("a",), (Param("n_past", "i32"),), kind="elementwise", inplace_ok=True)(_unary_like)
 
 
 @_op("glu", ("a", "b"), (Param("op", "choice", choices=tuple(GLU_OPS)), Param("swapped", "bool", False)),
-     kind="unary", n_required=1)
+     kind="elementwise", n_required=1)
 def _glu(a, b):
     _unary_like(a)
     if b is None:
@@ -165,12 +176,12 @@ def _glu(a, b):
     return _same(a)
 
 
-@_op("dup", ("a",), kind="unary")
+@_op("dup", ("a",), kind="elementwise")
 def _dup(a):
     return _same(a)
 
 
-@_op("cont", ("a",), kind="unary")
+@_op("cont", ("a",), kind="elementwise")
 def _cont(a):
     return _same(a)
 
@@ -249,7 +260,7 @@ def _out_prod(a, b):
 
 # --- shape and memory ops ---------------------------------------------------------------
 
-@_op("repeat", ("a",), kind="binary", declared=True)
+@_op("repeat", ("a",), kind="elementwise", declared=True)
 def _repeat(a, decl: Decl):
     """ggml_repeat(a, b) uses b only for its shape and keeps only a as a source: so does graphc."""
     ok = all(n > 0 and n % m == 0 for n, m in zip(decl.ne, a.ne)) if a.nelements else not decl.ne[0] * decl.ne[1] * decl.ne[2] * decl.ne[3]
@@ -278,7 +289,7 @@ def _set(a, b, nb1, nb2, nb3, offset):
     return _same(a)
 
 
-@_op("cpy", ("a", "b"), kind="view")
+@_op("cpy", ("a", "b"), kind="write")
 def _cpy(a, b):
     _need(a.nelements == b.nelements, f"cpy needs equal element counts, got {a.nelements} and {b.nelements}", "shape")
     _need(not a.type.is_quantized or a.type == b.type, "cpy from a quantized type needs the same destination type", "type")
@@ -324,7 +335,7 @@ def _get_rows(a, b):
     return Spec(I32 if a.type == I32 else F32, (a.ne[0], b.ne[0], b.ne[1], b.ne[2]))
 
 
-@_op("set_rows", ("a", "b", "c"), kind="view")
+@_op("set_rows", ("a", "b", "c"), kind="write")
 def _set_rows(a, b, c):
     _need(b.type == F32, f"set_rows source must be f32, got {b.type.name}", "type")
     _need(c.type.name in ("i32", "i64"), f"set_rows indices must be i32 or i64, got {c.type.name}", "type")
@@ -533,3 +544,13 @@ def infer(op: str, srcs: "list[Tensor | None] | tuple", params: dict[str, Any], 
             raise GraphError(f"{op} needs the result shape from its caller", None, "shape")
         kw["decl"] = decl
     return d.rule(*srcs, **kw)
+
+
+def kind_ops(kind: str) -> frozenset[str]:
+    """Every op of one class (OP_KINDS)."""
+    assert kind in OP_KINDS, kind
+    return frozenset(name for name, d in OPS.items() if d.kind == kind)
+
+
+# ops whose result only re-describes memory: no kernel work at all (cpy and set_rows write, so they are not here)
+ALIAS_ONLY = kind_ops("view")

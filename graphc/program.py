@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import Flag, Graph, Tensor
-from .ops import get_op
+from .ir import Graph, Tensor, role_of
+from .ops import ALIAS_ONLY, get_op
 
-# ops whose result only re-describes memory: no kernel work at all (cpy and set_rows write, so they are not here)
-ALIAS_ONLY = frozenset({"view", "reshape", "permute", "transpose"})
+__all__ = ["ALIAS_ONLY", "ALIGN", "ArenaPlan", "Kernel", "Program", "is_writer", "materialised", "region_of",
+           "root_of", "unfused"]
 ALIGN = 64   # bytes; every arena offset is a multiple (cache line, AVX-512 vector)
 
 
 def root_of(t: Tensor) -> Tensor:
     return t.view_src if t.view_src is not None else t
+
+
+def is_writer(t: Tensor) -> bool:
+    """A node that stores into memory it does not own (cpy, set_rows): a view that is not alias-only."""
+    return t.view_src is not None and t.op not in ALIAS_ONLY
 
 
 @dataclass(eq=False)
@@ -56,24 +61,24 @@ class Program:
         return {id(n): k for k in self.kernels for n in k.nodes}
 
 
+def materialised(program: Program) -> set[int]:
+    """ids of the root tensors that exist in memory: the roots of every kernel output (the rest stay
+    inside their kernel: registers or a kernel's temporaries)."""
+    return {id(root_of(o)) for k in program.kernels for o in k.outputs}
+
+
 def region_of(t: Tensor) -> str:
     """Where a root tensor lives: weights / inputs / outputs / state regions persist; the rest is arena."""
-    r = root_of(t)
-    if r.flags & Flag.STATE:
-        return "state"
-    if r.is_leaf and r.flags & Flag.INPUT:
-        return "inputs"
-    if r.is_leaf:
-        return "weights"          # params and constants: read-only, mapped from files where possible
-    if r.flags & Flag.OUTPUT:
-        return "outputs"
-    return "arena"
+    regions = {"input": "inputs", "state": "state", "param": "weights", "constant": "weights",
+               "output": "outputs", "intermediate": "arena"}   # weights: read-only, mapped from files where possible
+    return regions[role_of(root_of(t))]
 
 
 def unfused(graph: Graph) -> Program:
     """One kernel per node (views included): the program before fusion."""
     kernels = []
     for i, n in enumerate(graph.nodes):
-        kind = "view" if n.op in ALIAS_ONLY else get_op(n.op).kind
+        kind = get_op(n.op).kind
+        kind = "other" if kind == "write" else kind
         kernels.append(Kernel(f"k{i}_{n.op}", [n], kind, [n], [s for s in n.src if s is not None]))
     return Program(graph, kernels)

@@ -33,6 +33,7 @@ import numpy as np
 from . import ops, quants
 from .errors import CompileError
 from .ir import Flag, Graph, Tensor, WeightRef, contiguous_strides, full_numpy_shape, n_dims, nbytes
+from .runtime import encode_leaf, to_tensor_values
 from .types import GGMLType, get_type
 from .verify import verify
 
@@ -228,7 +229,7 @@ def _passes_through(n: Tensor, slot: int) -> bool:
     return n.op in ("reshape", "view") or (n.op == "permute" and tuple(n.params["axes"])[0] == 0)
 
 
-def _uses(t: Tensor, users: dict[int, list[tuple[Tensor, int]]]) -> tuple[int, int, list[str], list[Tensor]]:
+def _uses(t: Tensor, users: dict[Tensor, list[tuple[Tensor, int]]]) -> tuple[int, int, list[str], list[Tensor]]:
     """(mul_mat uses, get_rows uses, other uses as 'op' strings, the view nodes on the way)."""
     mm = gr = 0
     other: list[str] = []
@@ -236,7 +237,7 @@ def _uses(t: Tensor, users: dict[int, list[tuple[Tensor, int]]]) -> tuple[int, i
     todo = [t]
     while todo:
         cur = todo.pop()
-        for n, slot in users.get(id(cur), []):
+        for n, slot in users.get(cur, []):
             if _passes_through(n, slot):
                 chain.append(n)
                 if n.has(Flag.OUTPUT):
@@ -297,18 +298,9 @@ def plan(graph: Graph, qtype: str, overrides: "Mapping[str, str] | None" = None,
     return plan_spec(graph, spec)
 
 
-def _users(graph: Graph) -> dict[int, list[tuple[Tensor, int]]]:
-    users: dict[int, list[tuple[Tensor, int]]] = {}
-    for n in graph.nodes:
-        for j, s in enumerate(n.src):
-            if s is not None:
-                users.setdefault(id(s), []).append((n, j))
-    return users
-
-
 def plan_spec(graph: Graph, spec: QuantSpec) -> QuantPlan:
     """plan() for a parsed QuantSpec (what compile() uses)."""
-    users = _users(graph)
+    users = graph.consumers(slots=True)
     leafs = weight_leafs(graph)
     counts: dict[str, int] = {}
     for t in leafs:
@@ -450,7 +442,7 @@ def apply_inplace(graph: Graph, qplan: Mapping[str, str], weights: "Mapping[str,
         if name not in leafs:
             raise CompileError(f"quantize plan names {name!r}, which is not a weight of graph {graph.name!r}")
     todo = [(leafs[n], get_type(typ)) for n, typ in qplan.items() if get_type(typ) != leafs[n].type]
-    users = _users(graph)
+    users = graph.consumers(slots=True)
     for t, new in todo:   # a hand-made plan gets the same hard checks as plan()'s overrides
         _, _, other, chain = _uses(t, users)
         why = (f"it feeds {', '.join(sorted(set(other)))}" if other else
@@ -529,7 +521,6 @@ def save_gguf(path: "str | os.PathLike[str]", graph: Graph, weights: "Mapping[st
     once. Returns a copy of the graph whose weights are bound to that file (no data in memory); with
     graph_path it is also written there (.graph text, binding relative to it), ready for graphc.compile."""
     from graphc.frontends.gguf import write_gguf
-    from .api import to_tensor_values, encode_leaf
     path = os.fspath(path)
     g = graph.copy()
     tensors = []

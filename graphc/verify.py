@@ -14,7 +14,7 @@ def verify(graph: Graph) -> Graph:
     seen: set[int] = set()
     names: dict[str, Tensor] = {}
     for t in graph.leafs:
-        _check_tensor(t)
+        check_tensor(t)
         if not t.is_leaf:
             raise GraphError(f"is in the leaf list but has op {t.op}", t.name, "leaf")
         if t.src or t.is_view:
@@ -25,7 +25,7 @@ def verify(graph: Graph) -> Graph:
             raise GraphError("appears twice in the graph", t.name, "unique")
         seen.add(id(t))
     for t in graph.nodes:
-        _check_tensor(t)
+        check_tensor(t)
         if t.is_leaf:
             raise GraphError("is in the node list but has no op", t.name, "node")
         if t.flags & LEAF_ONLY:
@@ -49,7 +49,8 @@ def verify(graph: Graph) -> Graph:
     return graph
 
 
-def _check_tensor(t: Tensor) -> None:
+def check_tensor(t: Tensor) -> None:
+    """The rules one tensor keeps on its own (name, shape, strides, sources count); GraphError if not."""
     if not isinstance(t.name, str) or "\0" in t.name or len(t.name.encode("utf-8")) >= MAX_NAME:
         raise GraphError(f"name must be text of at most {MAX_NAME - 1} bytes without NUL", str(t.name)[:80], "name")
     if len(t.ne) != MAX_DIMS or len(t.nb) != MAX_DIMS:

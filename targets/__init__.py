@@ -13,8 +13,8 @@ from types import ModuleType
 
 from graphc.errors import CompileError
 
-# The target `make demo`, the CLI and graphc.compile use when none is named (the C target once it lands).
-DEFAULT_TARGET = "ref"
+# The target the CLI and graphc.compile use when none is named.
+DEFAULT_TARGET = "c"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _loaded: dict[str, ModuleType] = {}

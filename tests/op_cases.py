@@ -1117,11 +1117,27 @@ case("rope-long-context", [In("a", "f32", (16, 2, 6)), In("p", "i32", (6,), ints
 # --- custom ops (graphc.custom registry) ------------------------------------------------------------
 
 CUSTOM_WHY = "custom ops are Python functions registered with graphc; ggml has no equivalent graph"
-register_custom_op("optests_cube", lambda x: np.asarray(x, np.float32) ** 3, elementwise=True)
+# each carries kernels for the compiled targets: an elementwise formula (every target) and a C row function
+register_custom_op("optests_cube", lambda x: np.asarray(x, np.float32) ** 3, elementwise=True,
+                   kernels={"expr": lambda x: x * x * x})
+ROWDOT_C = """
+    const gc_tensor *a = src[0], *b = src[1];
+    const int64_t nr = a->ne[1] * a->ne[2] * a->ne[3];
+    int64_t r0, r1;
+    gc_chunk(nr, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t i1 = r % a->ne[1], i2 = (r / a->ne[1]) % a->ne[2], i3 = r / (a->ne[1] * a->ne[2]);
+        double s = 0;
+        for (int64_t i0 = 0; i0 < a->ne[0]; i0++)
+            s += (double)*(const float *)GC_AT(a, i0, i1, i2, i3) * (double)*(const float *)GC_AT(b, i0, i1, i2, i3);
+        *(float *)GC_AT(dst, 0, i1, i2, i3) = (float)s;
+    }
+"""
 register_custom_op("optests_rowdot",
                    lambda a, b: np.sum(np.asarray(a, np.float64) * np.asarray(b, np.float64), axis=-1,
                                        keepdims=True).astype(np.float32),
-                   shape=lambda srcs: ("f32", (1, srcs[0].ne[1], srcs[0].ne[2], srcs[0].ne[3])))
+                   shape=lambda srcs: ("f32", (1, srcs[0].ne[1], srcs[0].ne[2], srcs[0].ne[3])),
+                   kernels={"c": ROWDOT_C})
 
 case("custom-elementwise", [In("a", "f32", (7, 3, 2))], lambda g, T: g.custom("optests_cube", T["a"]),
      lambda X: X["a"] ** 3, why_ggml=CUSTOM_WHY)

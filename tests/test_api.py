@@ -200,7 +200,7 @@ def test_save_load_round_trip(tmp_path, rng, weights):
     m.save(out_dir)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["format"] == "graphc-artifact" and manifest["format_version"] == 1
-    assert manifest["graphc_version"] == graphc.__version__ and manifest["target"] == "ref"
+    assert manifest["graphc_version"] == graphc.__version__ and manifest["target"] == "c"   # the default target
     assert set(manifest["files"]) == {"graph.graph", "weights.npz"}
     roles = {t["name"]: t["role"] for t in manifest["tensors"]}
     assert roles == {"x": "input", "w": "param", "b": "param", "y": "output"}

@@ -257,13 +257,13 @@ def test_folded_constants_survive_save_and_load(rng, tmp_path):
     x = g.set_input(g.new_tensor_1d("f32", 8, name="x"))
     c = g.unary(g.constant(rng.standard_normal(8).astype(np.float32), name="c"), "tanh")
     g0 = g.build(g.set_name(g.add(x, c), "y"))
-    m = graphc.compile(g0)
+    m = graphc.compile(g0, target="ref")       # folding evaluates through ref: bit-equal to ref's tanh
     assert "unary" not in _ops(m.graph)
     xv = rng.standard_normal(8).astype(np.float32)
     first = m.run({"x": xv})["y"]
     m.save(tmp_path / "art")
     np.testing.assert_array_equal(graphc.load(tmp_path / "art").run({"x": xv})["y"], first)
-    np.testing.assert_array_equal(graphc.compile(g0, passes=False).run({"x": xv})["y"], first)
+    np.testing.assert_array_equal(graphc.compile(g0, target="ref", passes=False).run({"x": xv})["y"], first)
 
 
 # --- dce --------------------------------------------------------------------------------------------
@@ -518,18 +518,19 @@ def test_verify_each_catches_a_broken_pass(monkeypatch):
 def test_compile_runs_the_pipeline(rng, tmp_path):
     g0 = _wide_graph()
     xv = rng.standard_normal((32, 64)).astype(np.float32)
-    plain = graphc.compile(g0, passes=False)
+    plain = graphc.compile(g0, target="ref", passes=False)
     assert plain.program is None
     want = plain.run({"x": xv})["y"]
-    m = graphc.compile(g0, dump_dir=tmp_path / "d", dump_after=["schedule"], verify_passes=True)
+    m = graphc.compile(g0, target="ref", dump_dir=tmp_path / "d", dump_after=["schedule"], verify_passes=True)
     assert m.program is not None and m.program.plan is not None and m.graph is m.program.graph
     assert any(line.startswith("schedule:") and "nodes moved" in line for line in m.program.log)
     assert sorted(os.listdir(tmp_path / "d"))[0] == "05-after-schedule.dot"
     np.testing.assert_array_equal(m.run({"x": xv})["y"], want)
-    some = graphc.compile(g0, passes=["verify", "dce"])
+    some = graphc.compile(g0, target="ref", passes=["verify", "dce"])
     assert "cse: disabled" in some.program.log and some.program.plan is None
     np.testing.assert_array_equal(some.run({"x": xv})["y"], want)
-    np.testing.assert_array_equal(graphc.compile(g0, disable_passes=["schedule"]).run({"x": xv})["y"], want)
+    np.testing.assert_array_equal(graphc.compile(g0, target="ref", disable_passes=["schedule"]).run({"x": xv})["y"],
+                                  want)
 
 
 def test_cli_pass_options(tmp_path, capsys):

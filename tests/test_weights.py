@@ -95,7 +95,7 @@ def test_gguf_every_type_bound_zero_copy_and_exact(tmp_path, rng, tname):
     graph = table_graph(tname, "m.gguf", "blk.0.w")
     graphc.save_graph(graph, tmp_path / "g.graph")
     for mode in ("dequant", "ggml"):
-        m = graphc.compile(str(tmp_path / "g.graph"), quant_matmul=mode)
+        m = graphc.compile(str(tmp_path / "g.graph"), target="ref", quant_matmul=mode)
         buf = m._exe.mem.buffer(m.graph.get("W"))
         assert_mapped_from(buf, str(path), entry.offset, entry.nbytes)
         out = m.run({"idx": idx, "x": x})
@@ -112,7 +112,7 @@ def test_gguf_every_type_bound_zero_copy_and_exact(tmp_path, rng, tname):
     graph2 = table_graph(tname, "unused.gguf", "x")
     graph2.get("W").weight = None
     graph2.get("W").name = "blk.0.w"
-    m2 = graphc.compile(graph2, weights=str(path), quant_matmul="dequant")
+    m2 = graphc.compile(graph2, target="ref", weights=str(path), quant_matmul="dequant")
     assert_mapped_from(m2._exe.mem.buffer(m2.graph.get("blk.0.w")), str(path), entry.offset, entry.nbytes)
     np.testing.assert_array_equal(m2.run({"idx": idx, "x": x})["rows"], want[idx].astype(np.float32))
 

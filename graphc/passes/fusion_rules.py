@@ -1,4 +1,6 @@
-"""What fusion may do with each op: its class, and the facts a matmul super-kernel records.
+"""What fusion may do with each node: its class (the op's class from graphc.ops, refined by what the node
+does: a node that aliases memory writes, a registered elementwise custom op is elementwise), and the facts
+a matmul super-kernel records.
 
 Classes:
   view         alias-only ops (no work; they ride along with their consumer kernel)
@@ -13,18 +15,8 @@ from __future__ import annotations
 from graphc.custom import get_custom_op
 from graphc.errors import CompileError
 from graphc.ir import Tensor
-from graphc.ops import can_repeat
-from graphc.program import ALIAS_ONLY
+from graphc.ops import ALIAS_ONLY, can_repeat, get_op
 from graphc.types import F32
-
-ELEMENTWISE = frozenset({
-    "add", "sub", "mul", "div", "add1", "maximum", "minimum", "sqr", "sqrt", "log", "sin", "cos",
-    "unary", "scale", "clamp", "leaky_relu", "diag_mask_inf", "diag_mask_zero", "glu", "dup", "cont",
-    "repeat",
-})
-REDUCE = frozenset({"sum", "sum_rows", "mean", "argmax", "norm", "rms_norm", "l2_norm", "group_norm", "soft_max"})
-MATMUL = frozenset({"mul_mat", "out_prod"})
-WRITE = frozenset({"cpy", "set_rows"})
 
 # weight types whose blocks the dequant+matmul super-kernel reads directly (issue 4 point 5)
 DEQUANT_TYPES = frozenset({"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K", "q6_K"})
@@ -32,19 +24,14 @@ GEMV_MAX_COLS = 8   # activation columns (b.ne1*b.ne2*b.ne3) up to which the mat
 
 
 def op_class(n: Tensor) -> str:
-    if n.op in ALIAS_ONLY:
+    kind = get_op(n.op).kind
+    if kind == "view":
         return "view"
-    if n.op in WRITE or (n.view_src is not None):
+    if kind == "write" or n.view_src is not None:
         return "write"               # any node that aliases memory and is not alias-only writes into it
-    if n.op in ELEMENTWISE:
-        return "elementwise"
-    if n.op == "custom" and _custom_elementwise(n):
-        return "elementwise"
-    if n.op in REDUCE:
-        return "reduce"
-    if n.op in MATMUL:
-        return "matmul"
-    return "other"
+    if n.op == "custom":
+        return "elementwise" if _custom_elementwise(n) else "other"
+    return kind
 
 
 def _custom_elementwise(n: Tensor) -> bool:

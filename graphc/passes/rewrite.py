@@ -12,7 +12,7 @@ from typing import Any
 from ..builder import GraphBuilder
 from ..ir import Flag, Graph, Tensor
 from ..ops import Decl
-from ..program import ALIAS_ONLY, root_of
+from ..program import ALIAS_ONLY, is_writer, root_of
 
 __all__ = ["clone", "is_alias", "is_writer", "writers_by_root", "reads", "replace_uses", "remake",
            "layout_equal", "OBSERVABLE"]
@@ -28,11 +28,6 @@ def clone(graph: Graph) -> Graph:
 
 def is_alias(t: Tensor) -> bool:
     return t.op in ALIAS_ONLY
-
-
-def is_writer(t: Tensor) -> bool:
-    """A node that stores into memory it does not own (cpy, set_rows): a side effect on its root."""
-    return t.view_src is not None and not is_alias(t)
 
 
 def writers_by_root(graph: Graph) -> dict[int, list[Tensor]]:

@@ -60,7 +60,8 @@ static inline void gc_chunk(int64_t n, int ith, int nth, int64_t *start, int64_t
  *  - define every function `static inline` (unused ones then raise no -Wall warning) and #include the
  *    headers you depend on yourself (with include guards): the generated translation unit includes
  *    only the headers that define a gc_op_<op> the Program uses, plus elementwise.h;
- *  - an op is "provided" when a header defines `gc_op_<op>(`; the C target greps for that;
+ *  - an op is "provided" when a header defines `gc_op_<op>(` AND targets/c/library.py lists it (the one
+ *    table the lowering queries; tests/test_c_library.py checks the two agree);
  *  - an op that handles only some types/shapes also defines
  *        static inline int gc_supports_<op>(const gc_tensor *dst, const gc_tensor *const *src, const void *params);
  *    (1 = supported): the generated gc_check() calls it for every node at load time, BEFORE any run,

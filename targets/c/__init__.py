@@ -1,7 +1,7 @@
 """The C target: one generated, compiled and cached translation unit per Program, run with one C call.
 
 compile(program_or_graph, **opts) -> CExecutable, with ref's protocol (write / read / run / reset_state).
-Memory (ref's conventions, targets/ref/memory.py): one 64-aligned arena of plan.size bytes holds every
+Memory (graphc/runtime.py, as ref): one 64-aligned arena of plan.size bytes holds every
 planned intermediate; weights are the leafs' own buffers (read-only file mappings stay mapped, never
 copied); inputs, outputs and state are persistent numpy buffers; values that cross steps inside a
 kernel use one temporary buffer. C gets the base pointers once (gc_create) and keeps them.
@@ -20,12 +20,12 @@ import numpy as np
 
 from graphc.errors import CompileError
 from graphc.ir import Graph
-from graphc.program import Program, region_of, root_of
+from graphc.program import Program, materialised, region_of, root_of, unfused
 
-from graphc.targets.ref.memory import Memory, MemoryIO
+from graphc.runtime import Memory, MemoryIO
 
 from . import build as cbuild
-from .codegen import SERIAL_WORK, Generated, Library, Unsupported, generate
+from .codegen import SERIAL_WORK, Generated, Unsupported, generate
 from .emit_lib import emit_lib   # the function (the submodule stays importable via importlib)
 
 __all__ = ["ACCEPTS_PROGRAM", "CExecutable", "compile", "emit_lib", "generate_source", "supported"]
@@ -34,20 +34,23 @@ ACCEPTS_PROGRAM = True
 
 
 def _as_program(what: "Graph | Program") -> Program:
-    if isinstance(what, Program):
-        if what.plan is None:
-            from graphc.memplan import plan
-            what = plan(what)
-        return what
+    """A memory-planned Program: a Program is planned if it is not yet; a Graph runs as given, one kernel
+    per node (graphc.compile(..., passes=False); graphc.compile runs the pass pipeline otherwise)."""
+    from graphc.memplan import plan
     if isinstance(what, Graph):
-        from graphc.passes import run_pipeline
-        return run_pipeline(what)
-    raise CompileError(f"target c compiles a Graph or a Program, got {type(what).__name__}")
+        what = unfused(what)
+    if not isinstance(what, Program):
+        raise CompileError(f"target c compiles a Graph or a Program, got {type(what).__name__}")
+    return what if what.plan is not None else plan(what)
 
 
 def generate_source(what: "Graph | Program", gelu_table: bool = False) -> Generated:
-    """The generated C (and its memory layout) for a graph or Program; Unsupported if an op has no kernel."""
-    return generate(_as_program(what), Library.scan(), gelu_table)
+    """The generated C (and its memory layout) for a graph (through the pass pipeline, as graphc.compile
+    does) or a Program; Unsupported if an op has no kernel."""
+    if isinstance(what, Graph):
+        from graphc.passes import run_pipeline
+        what = run_pipeline(what)
+    return generate(_as_program(what), gelu_table)
 
 
 def supported(what: "Graph | Program") -> bool:
@@ -82,7 +85,7 @@ class CExecutable(MemoryIO):
         self.n_threads = n_threads
         if isinstance(serial_work, bool) or not isinstance(serial_work, int) or serial_work < 0:
             raise CompileError(f"target c: serial_work must be an integer >= 0, got {serial_work!r}")
-        self.gen = generate(self.program, Library.scan(), bool(gelu_table), serial_work)   # Unsupported before any build
+        self.gen = generate(self.program, bool(gelu_table), serial_work)   # Unsupported before any build
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags))
         self._lib = cbuild.load(self.built.path)
@@ -90,7 +93,7 @@ class CExecutable(MemoryIO):
 
         # memory: ref's Memory for persistent roots; arena and temps are single buffers
         plan = self.program.plan
-        mat = {id(root_of(o)) for k in self.program.kernels for o in k.outputs}
+        mat = materialised(self.program)
         in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
         arena_all = in_arena & mat          # the rest never leave their kernel (registers or temps)
         unbacked = in_arena

@@ -89,7 +89,7 @@ def cache_dir() -> Path | None:
 
 
 def cache_key(source: str, cc: Compiler, fl: list[str]) -> str:
-    from graphc import __version__
+    from graphc.version import __version__
     h = hashlib.sha256()
     for part in [source, params_header(), cc.path, cc.version, "\0".join(fl), __version__]:
         h.update(part.encode("utf-8", "replace"))

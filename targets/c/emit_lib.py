@@ -35,7 +35,9 @@ import numpy as np
 from graphc.errors import CompileError
 from graphc.ir import Flag, Tensor, contiguous_strides
 from graphc.program import region_of, root_of
-from graphc.targets.ref.memory import written_roots
+from graphc.runtime import value_dtype, written_roots
+from graphc.util import sha256_file
+from graphc.version import __version__
 
 from . import build as cbuild
 from .codegen import KERNELS
@@ -354,11 +356,6 @@ def _build(src: Path, out: Path, flags: list[str]) -> tuple[cbuild.Compiler, str
     return cc, warnings
 
 
-def _sha256(path: Path) -> str:
-    from graphc.api import _sha256 as sha256_file
-    return sha256_file(str(path))
-
-
 def _prepare_dir(d: Path) -> None:
     if d.exists() and not d.is_dir():
         raise CompileError(f"emit_lib: {d} exists and is not a directory")
@@ -428,8 +425,6 @@ def emit_lib(module: Any, directory: "str | os.PathLike[str]", *, werror: bool =
 
 def _write_manifest(d: Path, exe: Any, lay: Layout, pack: Pack, cc: cbuild.Compiler, flags: list[str],
                     warnings: str, default_threads: int, gguf: GGUFTable | None, why: str) -> None:
-    from graphc import __version__
-    from graphc.api import value_dtype
     files = [LIB_NAME, HEADER_NAME, WEIGHTS_NAME, "example.c", "Makefile"] + \
         [f"src/{p.name}" for p in sorted((d / "src").iterdir())]
     index_of = {id(e.leaf): i for i, e in enumerate(lay.pack)}
@@ -463,7 +458,7 @@ def _write_manifest(d: Path, exe: Any, lay: Layout, pack: Pack, cc: cbuild.Compi
         "kernels": [{"name": k.name, "kind": k.kind, "ops": k.ops, "outputs": [o.name for o in k.outputs]}
                     for k in exe.program.kernels if k.kind != "view"],
         "compiler": {"path": cc.path, "version": cc.version, "flags": flags, "warnings": warnings},
-        "files": {f: {"sha256": _sha256(d / f), "bytes": (d / f).stat().st_size} for f in files},
+        "files": {f: {"sha256": sha256_file(d / f), "bytes": (d / f).stat().st_size} for f in files},
     }
     tmp = d / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -7,9 +7,9 @@ params (custom's fn) have no C form. Ops without parameters get a struct with on
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from graphc.codegen.cstyle import c_float
 from graphc.ops import OPS, OpDef, Param
 
 _CTYPE = {"i32": "int32_t", "bool": "int32_t", "choice": "int32_t", "type": "int32_t", "i64": "int64_t",
@@ -33,15 +33,6 @@ def header() -> str:
         lines += [f"typedef struct gc_p_{name} {{", *body, f"}} gc_p_{name};", ""]
     lines += ["#endif", ""]
     return "\n".join(lines)
-
-
-def c_float(v: float) -> str:
-    """An exact C float literal (hex) for an f32-rounded value."""
-    if math.isnan(v):
-        return "NAN"
-    if math.isinf(v):
-        return "INFINITY" if v > 0 else "(-INFINITY)"
-    return f"{float(v).hex()}f"
 
 
 def initializer(op: str, params: dict[str, Any]) -> str:

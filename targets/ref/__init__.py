@@ -1,6 +1,6 @@
 """The reference target: a numpy interpreter of graphc graphs with ggml's semantics. The oracle.
 
-Memory is ggml's: every root tensor owns a zeroed byte buffer and views alias it (see memory.py).
+Memory is ggml's: every root tensor owns a zeroed byte buffer and views alias it (see graphc/runtime.py).
 Nodes run in graph order; each computes from its sources' current values and stores its result into
 its own memory, converted to its type. Op families: elementwise.py, reduce.py, matmul.py,
 attention.py, rwkv.py, shape.py.
@@ -24,9 +24,9 @@ from graphc.errors import CompileError, RunError
 from graphc.ir import Graph, Tensor
 from graphc.program import Program, region_of, root_of
 from graphc.quants import MUL_MAT_TYPES
+from graphc.runtime import Memory, MemoryIO
 
 from . import attention, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
-from .memory import Memory, MemoryIO
 from .registry import IMPLS
 
 __all__ = ["RefExecutable", "compile", "evaluate"]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import quants
+from graphc.runtime import bf16_bits_to_f32, f32_to_bf16_bits
 
 from .libm import f32
-from .memory import bf16_bits_to_f32, f32_to_bf16_bits
 from .registry import impl
 
 MODES = ("ggml", "dequant")

@@ -7,9 +7,9 @@ import numpy as np
 from graphc.custom import get_custom_op
 from graphc.errors import RunError
 from graphc.ir import full_numpy_shape
+from graphc.runtime import cast_to
 
 from .libm import f32
-from .memory import cast_to
 from .registry import impl
 
 

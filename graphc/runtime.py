@@ -1,4 +1,6 @@
-"""ggml's memory model in numpy: one zeroed byte buffer per root tensor, views read and write it in place.
+"""The host-side runtime every target shares: ggml's memory model in numpy, value conversions, state.
+
+Memory: one zeroed byte buffer per root tensor, views read and write it in place.
 
 A root (a leaf, or a node that is not a view) owns `root.nbytes` bytes. Every tensor, root or view, is
 seen through numpy strides over its root's buffer at `view_offs`, with its own ne/nb, exactly as ggml
@@ -10,19 +12,26 @@ Values move in two representations:
 - stored values: what the bytes hold (f16 as float16 ...; bf16 and quantized are decoded to float32).
 Plain types are converted here (numpy's f32->f16 cast rounds to nearest even, like ggml's
 GGML_FP32_TO_FP16); block formats go through graphc.quants.
+User values are what the API takes and gives back: to_tensor_values checks a user's array against a
+tensor, value_dtype is the numpy dtype of a tensor's values, encode_leaf makes a leaf's bytes.
+
+MemoryIO is the host side of an executable (ref, c): values in and out, leaf data, shared state.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
-from graphc import quants
-from graphc.errors import CompileError, RunError
-from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
-from graphc.types import GGMLType
+from . import quants
+from .errors import CompileError, GraphcError, RunError
+from .ir import Flag, Graph, Tensor, full_numpy_shape
+from .program import is_writer, root_of
+from .types import GGMLType
 
-
-def root_of(t: Tensor) -> Tensor:
-    return t.view_src if t.view_src is not None else t
+__all__ = ["Memory", "MemoryIO", "bf16_bits_to_f32", "cast_to", "compute_dtype", "encode_leaf", "f32_to_bf16_bits",
+           "shape_matches", "shareable", "to_tensor_values", "value_dtype", "written_roots"]
 
 
 def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
@@ -170,12 +179,9 @@ class Memory:
             self.rows_raw(t)[idx] = np.asarray(raw, dtype=np.uint8).reshape(rows.shape[0], -1)
 
 
-_ALIAS_OPS = ("view", "reshape", "permute", "transpose")
-
-
 def written_roots(graph: Graph) -> set[int]:
     """Roots some node writes into (cpy/set/set_rows results are views of their destination)."""
-    return {id(n.view_src) for n in graph.nodes if n.view_src is not None and n.op not in _ALIAS_OPS}
+    return {id(n.view_src) for n in graph.nodes if is_writer(n)}
 
 
 def shareable(t: Tensor, data: np.ndarray, written: set[int]) -> bool:
@@ -269,3 +275,69 @@ class MemoryIO:
         for t in self.graph.leafs:
             if t.flags & Flag.STATE:
                 self.mem.buffer(t)[...] = 0
+
+
+# --- user values: what the API takes and gives back ---------------------------------------------
+
+def value_dtype(t: Tensor) -> np.dtype:
+    """The numpy dtype a tensor's values are given and returned in."""
+    return np.dtype(t.type.np_dtype or "float32")
+
+
+def _strip_leading_ones(shape: Iterable[int]) -> tuple[int, ...]:
+    s = list(shape)
+    while s and s[0] == 1:
+        s.pop(0)
+    return tuple(s)
+
+
+def shape_matches(shape: tuple[int, ...], t: Tensor) -> bool:
+    """Equal to the tensor's numpy shape up to leading 1s (so t.shape and the full 4-D shape both fit)."""
+    return _strip_leading_ones(shape) == _strip_leading_ones(full_numpy_shape(t.ne))
+
+
+def _is_raw(arr: np.ndarray, t: Tensor) -> bool:
+    return arr.dtype == np.uint8 and t.type.np_dtype is None
+
+
+def to_tensor_values(value: Any, t: Tensor, what: str, err: type[GraphcError]) -> np.ndarray:
+    """Check a user array against tensor t and return it as the values (or raw bytes) to store.
+
+    Raw bytes come back as a flat uint8 array of t.nbytes; values come back in t's value dtype, 4-D."""
+    raw = isinstance(value, (bytes, bytearray, memoryview))   # bytes are raw ggml data for any type
+    if raw:
+        value = np.frombuffer(value, dtype=np.uint8)
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise err(f"{what} {t.name!r}: cannot make an array of the given value ({e})") from None
+    if raw or _is_raw(arr, t):
+        if arr.size != t.nbytes:
+            raise err(f"{what} {t.name!r}: raw {t.type.name} data must be {t.nbytes} bytes, got {arr.size}")
+        return np.ascontiguousarray(arr).reshape(-1)
+    want = value_dtype(t)
+    kind = arr.dtype.kind
+    if t.type.is_int:
+        if kind not in "iu":
+            raise err(f"{what} {t.name!r} is {t.type.name} and takes integer data, got {arr.dtype}")
+        info = np.iinfo(want)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise err(f"{what} {t.name!r}: values outside the {t.type.name} range [{info.min}, {info.max}]")
+    elif kind != "f":
+        raise err(f"{what} {t.name!r} is {t.type.name} and takes floating-point data, got {arr.dtype} "
+                  f"(convert it explicitly, e.g. .astype(np.float32))")
+    if not shape_matches(arr.shape, t):
+        raise err(f"{what} {t.name!r} has numpy shape {t.shape} (ggml ne {list(t.ne)}), got {arr.shape}")
+    dtype = want if t.type.np_dtype is not None else np.dtype("float32")
+    return np.ascontiguousarray(arr, dtype=dtype).reshape(full_numpy_shape(t.ne))
+
+
+def encode_leaf(values: np.ndarray, t: Tensor) -> np.ndarray:
+    """Values (from to_tensor_values) -> the raw bytes a leaf stores."""
+    if values.dtype == np.uint8:     # raw bytes already (no ggml type stores values as uint8)
+        return values
+    try:
+        raw = quants.encode(values, t.type)
+    except NotImplementedError as e:
+        raise CompileError(f"weight {t.name!r}: cannot encode values as {t.type.name} yet ({e})") from None
+    return np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
