@@ -2,11 +2,12 @@
 
 A small harness library includes every ops_*.h and exports each gc_op_<op> (and its gc_scratch_<op>);
 it is built once per session with the system C compiler under -O2 -Wall -Wextra -Werror, twice: with
--march=native (AVX2/AVX-512/F16C paths) and for baseline x86-64 (the portable fallbacks). A graph from
-tests/op_cases.py (plus extra cases here) runs node by node on the ref target's own memory: nodes whose
-op the library provides call the C function on gc_tensor descriptors of ref's buffers (views keep their
-offsets and strides), with nth = 1 or 3 (threads simulated by calling ith = 0..2 in turn); other nodes
-run on ref. Results must match a pure ref run: bytes exactly for copies, gathers, scatters and
+-march=native (AVX2/AVX-512/F16C paths) and for baseline x86-64 (the portable fallbacks); it is also
+compiled (not run) for every x86 tier in TIERS, so a warning in a SIMD path this CPU lacks still fails
+(test_headers_compile_alone). A graph from tests/op_cases.py (plus extra cases here) runs node by node
+on the ref target's own memory: nodes whose op the library provides call the C function on gc_tensor
+descriptors of ref's buffers (views keep their offsets and strides), with nth = 1 or 3 (threads
+simulated by calling ith = 0..2 in turn); other nodes run on ref. Results must match a pure ref run: bytes exactly for copies, gathers, scatters and
 quantization, NMSE <= 1e-7 for f32 arithmetic.
 """
 from __future__ import annotations
@@ -64,6 +65,15 @@ def _harness_source() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _harness_full_source() -> str:
+    """The harness: every op's wrapper and every scratch-size wrapper."""
+    src = _harness_source()
+    for op in sorted(_scratch_ops()):
+        src += (f"size_t hs_{op}(const gc_tensor *d, const gc_tensor *const *s, const void *p) "
+                f"{{ return gc_scratch_{op}(d, s, p); }}\n")
+    return src
+
+
 def _scratch_ops() -> set[str]:
     text = "".join((KERNELS / h).read_text() for h in HEADERS)
     direct = set(re.findall(r"size_t gc_scratch_(\w+)\(", text))
@@ -110,11 +120,7 @@ def build(flavor: str, workdir: Path) -> Harness:
     d = workdir / flavor
     d.mkdir(exist_ok=True)
     (d / "graphc_params.h").write_text(_params_header())
-    src = _harness_source()
-    for op in sorted(_scratch_ops()):
-        src += (f"size_t hs_{op}(const gc_tensor *d, const gc_tensor *const *s, const void *p) "
-                f"{{ return gc_scratch_{op}(d, s, p); }}\n")
-    (d / "harness.c").write_text(src)
+    (d / "harness.c").write_text(_harness_full_source())
     so = d / "harness.so"
     cmd = [cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", *FLAVORS[flavor], *EXTRA_CFLAGS, "-fPIC", "-shared",
            f"-I{d}", f"-I{KERNELS}", str(d / "harness.c"), "-o", str(so), "-lm"]
@@ -340,15 +346,30 @@ def test_quantizers_byte_identical(rng, harness_dir):
         assert np.array_equal(got, want), f"{t}: bytes differ at {np.flatnonzero(got != want)[:8].tolist()}"
 
 
-def test_headers_compile_alone(harness_dir):
-    """Each header builds on its own, warning-free, in C11 and as the generated code includes it."""
+# every x86 tier the C target is built for, compiled (not run) on any host: a warning that only one tier's
+# SIMD path raises fails here even on a CPU without that tier
+TIERS = ("native", "haswell", "znver2", "skylake-avx512", "icelake-server", "x86-64")
+
+
+@pytest.mark.parametrize("march", TIERS)
+def test_headers_compile_alone(harness_dir, march):
+    """Each header builds on its own, warning-free, in C11 and as the generated code includes it; then the
+    harness (every op) at -O3 as the C target builds programs, with -fkeep-inline-functions so each static
+    inline function is also compiled on its own (unused ones are otherwise never analysed)."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    d = harness_dir / "alone"
+    assert cc, "no C compiler found (set CC)"
+    d = harness_dir / f"alone-{march}"
     d.mkdir(exist_ok=True)
     (d / "graphc_params.h").write_text(_params_header())
+    warn = ["-Wall", "-Wextra", "-Werror", f"-march={march}", f"-I{d}", f"-I{KERNELS}", "-c"]
     for hname in ("dequant.h",) + HEADERS:
         src = d / f"t_{hname}.c"
         src.write_text(f'#include "{hname}"\n#include "{hname}"\nint main(void) {{ return 0; }}\n')
-        r = subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-march=native", f"-I{d}",
-                            f"-I{KERNELS}", "-c", str(src), "-o", str(d / "t.o")], capture_output=True, text=True)
-        assert r.returncode == 0, f"{hname}:\n{r.stderr}"
+        r = subprocess.run([cc, "-std=c11", "-O2", *warn, str(src), "-o", str(d / "t.o")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "warning" not in r.stderr, f"{hname} (-march={march}):\n{r.stderr}"
+    (d / "harness.c").write_text(_harness_full_source())
+    cmd = [cc, "-std=gnu11", "-O3", "-fkeep-inline-functions", "-fPIC", *warn, str(d / "harness.c"),
+           "-o", str(d / "harness.o")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and "warning" not in r.stderr, f"{' '.join(cmd)}:\n{r.stderr}"

@@ -955,7 +955,9 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                 const char *row = wbase + r * a->nb[1];
                 for (int c = 0; c < nct; c += 4) {
                     const int nc = nct - c < 4 ? nct - c : 4;
-                    float out[4];
+                    /* the row kernels write out[0..nc); gcc cannot always prove that through the nc
+                     * switch (-Wmaybe-uninitialized at -O3 when gc_op_mul_mat is not inlined) */
+                    float out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                     if (kind == GC_MM_QK) {
                         const block_q8_K *yc[4];
                         for (int j = 0; j < nc; j++) yc[j] = (const block_q8_K *)cols[c + j];
