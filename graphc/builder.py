@@ -157,7 +157,8 @@ class GraphBuilder:
     def leaky_relu(self, a, negative_slope: float, inplace: bool = False):
         return self.op("leaky_relu", [a], {"negative_slope": negative_slope})
 
-    def unary(self, a, op: str): return self.op("unary", [a], {"op": op})
+    def unary(self, a, op: str, table: bool = False):
+        return self.op("unary", [a], {"op": op, "table": table} if table else {"op": op})
     def abs(self, a): return self.unary(a, "abs")
     def sgn(self, a): return self.unary(a, "sgn")
     def neg(self, a): return self.unary(a, "neg")
@@ -179,8 +180,11 @@ class GraphBuilder:
         """graphc: 1 - x (RWKV's time-mix complement)."""
         return self.unary(a, "one_minus")
 
-    def glu(self, a, op: str, swapped: bool = False): return self.op("glu", [a], {"op": op, "swapped": swapped})
-    def glu_split(self, a, b, op: str): return self.op("glu", [a, b], {"op": op})
+    def glu(self, a, op: str, swapped: bool = False, table: bool = False):
+        return self.op("glu", [a], {"op": op, "swapped": swapped, "table": table})
+
+    def glu_split(self, a, b, op: str, table: bool = False):
+        return self.op("glu", [a, b], {"op": op, "table": table})
     def reglu(self, a): return self.glu(a, "reglu")
     def geglu(self, a): return self.glu(a, "geglu")
     def swiglu(self, a): return self.glu(a, "swiglu")
@@ -320,3 +324,14 @@ class GraphBuilder:
 
 
 Builder = GraphBuilder
+
+
+def use_gelu_table(graph: Graph) -> Graph:
+    """A copy of `graph` whose gelu / gelu_quick (and geglu / geglu_quick) nodes compute as ggml's CPU build
+    does, through its f16 table (the ops' `table` parameter); every other node is unchanged. For graphs
+    compared with ggml's CPU results (its exports, llama.cpp's CPU backend)."""
+    g = graph.copy()
+    for n in g.nodes:
+        if (n.op == "unary" and n.params["op"] in ops.TABLE_UNARY) or (n.op == "glu" and n.params["op"] in ops.TABLE_GLU):
+            n.params = {**n.params, "table": True}
+    return g

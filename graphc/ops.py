@@ -157,7 +157,24 @@ def _unary_like(a, **_):
 for _name in ("sqr", "sqrt", "log", "sin", "cos"):
     _op(_name, ("a",), kind="elementwise", inplace_ok=_name in ("sqr", "sqrt", "log"))(_unary_like)
 
-_op("unary", ("a",), (Param("op", "choice", choices=tuple(UNARY_OPS)),), kind="elementwise", inplace_ok=True)(_unary_like)
+# `table`: gelu / gelu_quick as ggml's CPU build computes them (GGML_GELU_FP16: the formula at x rounded to f16,
+# the result rounded to f16, exact limits outside (-10, 10)). A graphc parameter: graphs built for llama.cpp's
+# CPU numerics (graphc.models) or compared with ggml's CPU results set it; graphc.builder.use_gelu_table sets it.
+TABLE_UNARY = ("gelu", "gelu_quick")
+TABLE_GLU = ("geglu", "geglu_quick")
+
+
+def _table_ok(op: str, table: bool, allowed: tuple) -> None:
+    _need(not table or op in allowed, f"table=true is only for {', '.join(allowed)}, not {op}", "params")
+
+
+@_op("unary", ("a",), (Param("op", "choice", choices=tuple(UNARY_OPS)), Param("table", "bool", False)),
+     kind="elementwise", inplace_ok=True)
+def _unary(a, op, table):
+    _table_ok(op, table, TABLE_UNARY)
+    return _unary_like(a)
+
+
 _op("scale", ("a",), (Param("s", "f32"), Param("b", "f32", 0.0)), kind="elementwise", inplace_ok=True)(_unary_like)
 _op("clamp", ("a",), (Param("min", "f32"), Param("max", "f32")), kind="elementwise")(_unary_like)
 _op("leaky_relu", ("a",), (Param("negative_slope", "f32"),), kind="elementwise")(_unary_like)
@@ -165,9 +182,10 @@ _op("diag_mask_inf", ("a",), (Param("n_past", "i32"),), kind="elementwise", inpl
 _op("diag_mask_zero", ("a",), (Param("n_past", "i32"),), kind="elementwise", inplace_ok=True)(_unary_like)
 
 
-@_op("glu", ("a", "b"), (Param("op", "choice", choices=tuple(GLU_OPS)), Param("swapped", "bool", False)),
-     kind="elementwise", n_required=1)
-def _glu(a, b):
+@_op("glu", ("a", "b"), (Param("op", "choice", choices=tuple(GLU_OPS)), Param("swapped", "bool", False),
+                         Param("table", "bool", False)), kind="elementwise", n_required=1)
+def _glu(a, b, op, table, **_):
+    _table_ok(op, table, TABLE_GLU)
     _unary_like(a)
     if b is None:
         _need(a.ne[0] % 2 == 0, f"glu without b needs an even ne0, got {a.ne[0]}", "shape")

@@ -198,9 +198,10 @@ class Case:
     ref_opts: dict | None = None      # RefExecutable options for the numpy comparison (default: DEQUANT)
 
 
-# ref options: exact math (numpy comparisons) and ggml CPU emulation (comparisons with real ggml)
-DEQUANT = {"quant_matmul": "dequant", "gelu_table": False}
-GGML_MODE = {"quant_matmul": "ggml", "gelu_table": True}
+# ref options: exact math (numpy comparisons) and ggml CPU emulation (comparisons with real ggml, whose
+# graphs also get gelu's table form: graphc.builder.use_gelu_table)
+DEQUANT = {"quant_matmul": "dequant"}
+GGML_MODE = {"quant_matmul": "ggml"}
 
 
 @dataclass
@@ -336,9 +337,10 @@ UNARY_NP: dict[str, Callable[[Arr], Arr]] = {
 }
 # ggml's CPU gelu and gelu_quick (and geglu / geglu_quick) look results up in an f16 table indexed by
 # f16(x) (GGML_GELU_FP16 / GGML_GELU_QUICK_FP16 in vec.h): real ggml differs from the exact function by
-# f16 input and output rounding (NMSE ~1e-7). The ggml comparison therefore runs ref with gelu_table=True
-# and keeps ggml's 1e-7; the *-table cases below check that mode against a numpy model of the table.
-TABLE_WHY = "ref runs with gelu_table=True: ggml 0.15.3 CPU evaluates gelu/gelu_quick through an f16 lookup table"
+# f16 input and output rounding (NMSE ~1e-7). The ggml comparison therefore runs these ops with their
+# table=true parameter (use_gelu_table) and keeps ggml's 1e-7; the *-table cases below check that form
+# against a numpy model of the table.
+TABLE_WHY = "compared with table=true: ggml 0.15.3 CPU evaluates gelu/gelu_quick through an f16 lookup table"
 
 for _op, _fn in UNARY_NP.items():
     _gen = uniform(-4, 4) if _op == "softplus" else (lambda rng, s: 2.0 * rng.standard_normal(s))
@@ -360,18 +362,19 @@ def gelu_table_np(x: Arr, quick: bool = False) -> Arr:
     return y
 
 
-_TBL = {"gelu_table": True, "quant_matmul": "dequant"}
-case("unary-gelu-table", [In("a", "f32", (16, 4, 3), uniform(-12, 12))], lambda g, T: g.gelu(T["a"]),
-     lambda X: gelu_table_np(X["a"]), lambda ctx, T: gg.ggml_gelu(ctx, T["a"]), ref_opts=_TBL)
-case("unary-gelu_quick-table", [In("a", "f32", (16, 4, 3), uniform(-12, 12))], lambda g, T: g.gelu_quick(T["a"]),
-     lambda X: gelu_table_np(X["a"], True), lambda ctx, T: gg.ggml_gelu_quick(ctx, T["a"]), ref_opts=_TBL)
-case("glu-geglu-table", [In("a", "f32", (12, 3), uniform(-12, 12))], lambda g, T: g.geglu(T["a"]),
+case("unary-gelu-table", [In("a", "f32", (16, 4, 3), uniform(-12, 12))],
+     lambda g, T: g.unary(T["a"], "gelu", table=True),
+     lambda X: gelu_table_np(X["a"]), lambda ctx, T: gg.ggml_gelu(ctx, T["a"]))
+case("unary-gelu_quick-table", [In("a", "f32", (16, 4, 3), uniform(-12, 12))],
+     lambda g, T: g.unary(T["a"], "gelu_quick", table=True),
+     lambda X: gelu_table_np(X["a"], True), lambda ctx, T: gg.ggml_gelu_quick(ctx, T["a"]))
+case("glu-geglu-table", [In("a", "f32", (12, 3), uniform(-12, 12))], lambda g, T: g.glu(T["a"], "geglu", table=True),
      lambda X: gelu_table_np(X["a"][..., :6]) * X["a"][..., 6:],
-     lambda ctx, T: gg.ggml_geglu(ctx, T["a"]), ref_opts=_TBL)
+     lambda ctx, T: gg.ggml_geglu(ctx, T["a"]))
 case("glu-geglu_quick-table-split", [In("a", "f32", (6, 3), uniform(-12, 12)), In("b", "f32", (6, 3))],
-     lambda g, T: g.glu_split(T["a"], T["b"], "geglu_quick"),
+     lambda g, T: g.glu_split(T["a"], T["b"], "geglu_quick", table=True),
      lambda X: gelu_table_np(X["a"], True) * X["b"],
-     lambda ctx, T: gg.ggml_geglu_quick_split(ctx, T["a"], T["b"]), ref_opts=_TBL)
+     lambda ctx, T: gg.ggml_geglu_quick_split(ctx, T["a"], T["b"]))
 
 case("unary-softplus-large", [In("a", "f32", (16, 3), uniform(15, 30))],
      lambda g, T: g.softplus(T["a"]), lambda X: UNARY_NP["softplus"](X["a"]),

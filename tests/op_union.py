@@ -12,14 +12,14 @@ from op_cases import CASES, build_graph, prepare
 C_MUL_MAT_TYPES = {"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"}
 
 
-def case_groups(supported) -> dict[bool, list]:
-    """Cases the C target runs, by ref's gelu_table option (the C target takes it per program)."""
-    groups: dict[bool, list] = {False: [], True: []}
+def c_cases(supported) -> list:
+    """The op cases the C target runs."""
+    out = []
     for c in CASES:
         g, _ = build_graph(c)
         if supported(g) and all(n.src[0].type.name in C_MUL_MAT_TYPES for n in g.nodes if n.op == "mul_mat"):
-            groups[bool((c.ref_opts or {}).get("gelu_table", False))].append(c)
-    return groups
+            out.append(c)
+    return out
 
 
 def prefixed(i: int, name: str) -> str:

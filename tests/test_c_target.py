@@ -26,9 +26,10 @@ from graphc import CompileError, RunError
 
 import fixture_graph as fg
 from op_cases import CASE_IDS, CASES, build_graph, compare, prepare
-from op_union import case_groups, prefixed, union, union_feeds
-from test_fixtures import CASES as FIXTURE_CASES, CONFIGS, fixture_ids
+from op_union import c_cases, prefixed, union, union_feeds
+from test_fixtures import CASES as FIXTURE_CASES, configured, fixture_ids
 
+from graphc.ops import ALIAS_ONLY, kind_ops
 from graphc.targets.c import codegen, generate_source, supported
 from graphc.targets.c import build as cbuild
 
@@ -43,24 +44,24 @@ def _quant_matmul(graph) -> bool:
     return any(n.op in ("mul_mat", "out_prod") and n.src[0].type.is_quantized for n in graph.nodes)
 
 
-def _compile_pair(graph, gelu_table: bool, **c_opts):
+def _compile_pair(graph, **c_opts):
     """(c module or the Unsupported error, ref module, bound)."""
     c_opts.setdefault("serial_work", 0)      # split every step over the threads, however small
     try:
-        mc = graphc.compile(graph, target="c", gelu_table=gelu_table, **c_opts)
+        mc = graphc.compile(graph, target="c", **c_opts)
     except codegen.Unsupported as e:
         assert UNSUPPORTED.match(str(e)), str(e)
         return e, None, None
-    return (mc,) + _ref_and_bound(graph, gelu_table)
+    return (mc,) + _ref_and_bound(graph)
 
 
-def _ref_and_bound(graph, gelu_table: bool):
+def _ref_and_bound(graph):
     """ref's module for graph (ggml's integer matmul path where it has one) and the bound to compare with."""
     bound = QUANT_BOUND if _quant_matmul(graph) else F32_BOUND
     try:
-        mr = graphc.compile(graph, target="ref", quant_matmul="ggml", gelu_table=gelu_table)
+        mr = graphc.compile(graph, target="ref", quant_matmul="ggml")
     except CompileError:                     # a weight type without ref's ggml integer path
-        mr = graphc.compile(graph, target="ref", quant_matmul="dequant", gelu_table=gelu_table)
+        mr = graphc.compile(graph, target="ref", quant_matmul="dequant")
         bound = DEQUANT_BOUND
     return mr, bound
 
@@ -81,7 +82,7 @@ def test_op_case_matches_ref(c, rng):
     graph, _ = build_graph(c)
     fed = prepare(c, rng)
     feeds = {k: v.feed for k, v in fed.items() if k in graph}
-    mc, mr, bound = _compile_pair(graph, bool((c.ref_opts or {}).get("gelu_table", False)))
+    mc, mr, bound = _compile_pair(graph)
     if mr is None:
         return                                   # the clear "not supported yet" error, checked above
     _check_outputs(mc.run(feeds), mr.run(feeds), bound, c.exact, c.id)
@@ -94,7 +95,7 @@ def test_supported_op_cases_summary(capsys):
         graph, _ = build_graph(c)
         if supported(graph):
             n_ok += 1
-        elif all(n.op in codegen.ELEMENTWISE | codegen.ALIAS_ONLY for n in graph.nodes):
+        elif all(n.op in kind_ops("elementwise") | ALIAS_ONLY for n in graph.nodes):
             missing.append(c.id)
     with capsys.disabled():
         print(f"\nC target: {n_ok}/{len(CASES)} op cases supported")
@@ -107,7 +108,7 @@ def test_supported_op_cases_summary(capsys):
 def test_fixture_matches_ref(case):
     build, name, config = case
     f = fg.rebuild(build, name)
-    mc, mr, bound = _compile_pair(f.graph, CONFIGS[config]["gelu_table"])
+    mc, mr, bound = _compile_pair(configured(f.graph, config)[0])
     if mr is None:
         return
     for run in range(2):                         # state persists between runs on both
@@ -258,17 +259,12 @@ def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
         cbuild.build("int x;\n")
 
 
-def _union_groups():
-    return [(gt, cs) for gt, cs in case_groups(supported).items() if cs]
-
-
 def test_every_op_case_builds_warning_free(tmp_path, monkeypatch):
     """All supported op cases in one program: -Wall -Wextra (always on) with -Werror."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    groups = _union_groups()
-    assert sum(len(cs) for _, cs in groups) >= 200
-    for gelu_table, cases in groups:
-        graphc.compile(union(cases), target="c", gelu_table=gelu_table, extra_cflags=["-Werror"])
+    cases = c_cases(supported)
+    assert len(cases) >= 200
+    graphc.compile(union(cases), target="c", extra_cflags=["-Werror"])
 
 
 def test_every_op_case_under_sanitizers(tmp_path, rng):
@@ -277,33 +273,31 @@ def test_every_op_case_under_sanitizers(tmp_path, rng):
     libasan = subprocess.run([cbuild.find_compiler().path, "-print-file-name=libasan.so"],
                              capture_output=True, text=True).stdout.strip()
     assert os.path.isabs(libasan) and os.path.exists(libasan), "the compiler ships no libasan"
-    for gelu_table, cases in _union_groups():
-        feeds, per_case = union_feeds(cases, rng)
-        np.savez(tmp_path / "in.npz", **feeds)
-        script = textwrap.dedent(f"""
-            import sys
-            sys.path.insert(0, {os.path.dirname(__file__)!r})
-            import numpy as np, graphc
-            from graphc.targets.c import supported
-            from op_union import case_groups, union
-            cases = case_groups(supported)[{gelu_table!r}]
-            feeds = dict(np.load({str(tmp_path / "in.npz")!r}))
-            m = graphc.compile(union(cases), target="c", sanitize=True, n_threads=3, serial_work=0,
-                               gelu_table={gelu_table!r})
-            np.savez({str(tmp_path / "out.npz")!r}, **m.run(feeds))
-            print("SANITIZED-OK")
-        """)
-        env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", GRAPHC_CACHE_DIR=str(tmp_path),
-                   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
-        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=1200)
-        assert r.returncode == 0 and "SANITIZED-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-6000:]
-        assert "runtime error" not in r.stderr, r.stderr[-6000:]
-        got = dict(np.load(tmp_path / "out.npz"))
-        for i, (c, own) in enumerate(zip(cases, per_case)):
-            graph, _ = build_graph(c)
-            mr, bound = _ref_and_bound(graph, gelu_table)
-            want = mr.run(own)
-            _check_outputs({k: got[prefixed(i, k)] for k in want}, want, bound, c.exact, c.id)
+    cases = c_cases(supported)
+    feeds, per_case = union_feeds(cases, rng)
+    np.savez(tmp_path / "in.npz", **feeds)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import numpy as np, graphc
+        from graphc.targets.c import supported
+        from op_union import c_cases, union
+        feeds = dict(np.load({str(tmp_path / "in.npz")!r}))
+        m = graphc.compile(union(c_cases(supported)), target="c", sanitize=True, n_threads=3, serial_work=0)
+        np.savez({str(tmp_path / "out.npz")!r}, **m.run(feeds))
+        print("SANITIZED-OK")
+    """)
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", GRAPHC_CACHE_DIR=str(tmp_path),
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=1200)
+    assert r.returncode == 0 and "SANITIZED-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-6000:]
+    assert "runtime error" not in r.stderr, r.stderr[-6000:]
+    got = dict(np.load(tmp_path / "out.npz"))
+    for i, (c, own) in enumerate(zip(cases, per_case)):
+        graph, _ = build_graph(c)
+        mr, bound = _ref_and_bound(graph)
+        want = mr.run(own)
+        _check_outputs({k: got[prefixed(i, k)] for k in want}, want, bound, c.exact, c.id)
 
 
 def test_c_is_a_known_target():

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import graphc
+from graphc.builder import use_gelu_table
 from graphc.builder import GraphBuilder
 from graphc.cli import main
 from graphc.compare import graph_diff, graphs_equal
@@ -52,7 +53,7 @@ def test_fixture_dump_rebuilds_the_graph_and_ggml_results(build, name):
     inputs = {t.name: f.arrays[t.name] for t in g.leafs if t.flags & Flag.INPUT}
     assert set(weights) | set(inputs) == {t.name for t in g.leafs}
     # every node is read below: passes=False keeps each intermediate in its own buffer (no shared arena)
-    m = graphc.compile(g, target="ref", weights=weights, passes=False, quant_matmul="ggml", gelu_table=True)
+    m = graphc.compile(use_gelu_table(g), target="ref", weights=weights, passes=False, quant_matmul="ggml")
     outputs = m.run(inputs)
     assert set(f.meta["outputs"]) - set(outputs) <= {"bias_repeated"}   # consumed, so not taken as an output
     failures = []
@@ -174,7 +175,7 @@ def test_2023_dump_without_names_types_with_x_y_edges_and_scalar_leaf():
     assert [t.name for t in g.leafs] == ["leaf_0", "leaf_1", "leaf_2"]
     assert [(t.name, t.op) for t in g.nodes] == [("node_0", "mul_mat"), ("node_1", "add1"), ("node_2", "unary"),
                                                  ("node_3", "transpose"), ("node_4", "reshape")]
-    assert g.nodes[2].params == {"op": "silu"} and g.nodes[4].ne == (2, 4, 1, 1)
+    assert g.nodes[2].params == {"op": "silu", "table": False} and g.nodes[4].ne == (2, 4, 1, 1)
     text = "\n".join(report)
     assert "named leaf_<i>" in text and "add1 (add would compute the same)" in text and "gradient" in text
     assert "printing 2.0e+00 (rounded; not used as data)" in text

@@ -24,6 +24,7 @@ import pytest
 
 import graphc
 from graphc import RunError
+from graphc.builder import use_gelu_table
 
 import fixture_graph as fg
 
@@ -33,6 +34,12 @@ CONFIGS = {
     "default": {},                                             # ref's defaults: exact gelu, ggml q8_0 matmul
     "dequant": {"quant_matmul": "dequant"},                   # f32 math on dequantized weights
 }
+
+
+def configured(graph, config: str):
+    """(graph, ref options) of a config: "gelu_table" is the graph's gelu nodes in table form."""
+    opts = dict(CONFIGS[config])
+    return (use_gelu_table(graph) if opts.pop("gelu_table", False) else graph), opts
 CASES = [(b, g, c) for b, g in fg.available() for c in CONFIGS if c != "dequant" or g.startswith("ffn")]
 
 
@@ -74,7 +81,8 @@ def test_fixture_matches_ggml(case):
     build, name, config = case
     f = fg.rebuild(build, name)
     # intermediates are read: passes=False keeps every node in its own buffer (no fusion, no shared arena)
-    m = graphc.compile(f.graph, target="ref", passes=False, **CONFIGS[config])
+    graph, opts = configured(f.graph, config)
+    m = graphc.compile(graph, target="ref", passes=False, **opts)
     outputs = m.run(f.inputs)
     assert set(outputs) == set(f.meta["outputs"])
     failures = []
@@ -96,13 +104,13 @@ def test_fixture_with_weights_argument_and_save_load(build, name, tmp_path):
     """Weights (raw q4_0/q8_0 blocks included) and the initial state given through compile(weights=...),
     then saved and loaded: the reloaded module gives bit-identical outputs."""
     f = fg.rebuild(build, name, with_data=False)
-    m = graphc.compile(f.graph, target="ref", weights=f.data_leafs, gelu_table=True)
+    m = graphc.compile(use_gelu_table(f.graph), target="ref", weights=f.data_leafs)
     first = m.run(f.inputs)
     for node in f.meta["outputs"]:
         assert nmse(first[node], f.arrays[node], node) <= bound(build, name, node, "ggml")
     m.save(tmp_path / "art")
     manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
-    assert manifest["target_options"] == {"gelu_table": True}
+    assert manifest["target_options"] == {}
     assert {w["name"] for w in manifest["weights"]} == set(f.meta["weights"] + f.meta["state"])
     again = graphc.load(tmp_path / "art").run(f.inputs)
     for node in first:

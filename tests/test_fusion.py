@@ -225,7 +225,7 @@ def test_matmul_bias_gelu_residual_is_one_kernel(rng):
     assert (k.kind, work_ops(k), k.name) == ("matmul", ["mul_mat", "add", "gelu", "add"], "k0_mul_mat_add_gelu_add")
     assert k.outputs == [y] and {t.name for t in k.inputs} == {"x", "W", "bias", "res"}
     assert k.attrs["form"] == "gemv"
-    assert_same(graph, prog, random_feeds(graph, rng), gelu_table=True)
+    assert_same(graph, prog, random_feeds(graph, rng))
 
 
 def test_matmul_prologue_is_never_fused(rng):
@@ -309,7 +309,7 @@ def test_iteration_space_and_type_boundaries(rng):
     graph = g.build(z)
     prog = fused(graph)
     assert [work_ops(k) for k in prog.kernels] == [["silu"], ["geglu", "mul", "add"], ["scale"]]
-    assert_same(graph, prog, random_feeds(graph, rng), gelu_table=True)
+    assert_same(graph, prog, random_feeds(graph, rng))
 
 
 def test_views_ride_with_their_reader_or_get_a_view_kernel(rng):
@@ -460,7 +460,7 @@ def test_fixture_graphs_fuse_and_give_the_same_results(build, name, rng):
     for t in f.graph.inputs:
         feeds[t.name] = (f.arrays[t.name] if t.type.is_int else
                          rng.standard_normal(t.shape).astype(np.float32).reshape(f.arrays[t.name].shape))
-    assert_same(f.graph, prog, feeds, gelu_table=True)
+    assert_same(f.graph, prog, feeds)
 
 
 @pytest.mark.parametrize("case", oc.CASES, ids=lambda c: c.id)

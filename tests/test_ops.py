@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from graphc import ops
+from graphc.builder import use_gelu_table
 from graphc.ir import Tensor, full_numpy_shape
 from op_cases import CASE_IDS, CASES, DEQUANT, GLU_ACT, UNARY_NP, Case, build_graph, compare, prepare
 
@@ -26,9 +27,14 @@ def to_values(arr: np.ndarray, t: Tensor) -> np.ndarray:
     return arr.astype(np.float64).reshape(full)
 
 
-def run_ref(c: Case, fed: dict, opts: dict) -> tuple[np.ndarray, Tensor]:
+def run_ref(c: Case, fed: dict, opts: dict, gelu_table: bool = False) -> tuple[np.ndarray, Tensor]:
+    """ref's result of a case; gelu_table: gelu-family nodes in ggml's CPU table form (use_gelu_table)."""
     from graphc.targets.ref import RefExecutable
     graph, out = build_graph(c)
+    if gelu_table:                          # the copy's tensors sit at the same positions
+        where, i = next((w, i) for w in ("nodes", "leafs") for i, t in enumerate(getattr(graph, w)) if t is out)
+        graph = use_gelu_table(graph)
+        out = getattr(graph, where)[i]
     ex = RefExecutable(graph, **opts)
     for t in graph.leafs:
         ex.write(t, fed[t.name].feed)

@@ -20,7 +20,7 @@ from graphc.verify import verify
 
 import fixture_graph as fg
 from op_cases import CASE_IDS, CASES as OP_CASES, DEQUANT, build_graph, prepare
-from test_fixtures import CASES as FIXTURE_CASES, CONFIGS, bound, fixture_ids, nmse
+from test_fixtures import CASES as FIXTURE_CASES, bound, configured, fixture_ids, nmse
 
 GRAPH_PASSES = {"canonicalize": canonicalize, "dce": dce, "cse": cse, "schedule": schedule}
 
@@ -81,8 +81,9 @@ def assert_same_results(graph: Graph, feeds: dict, opts: dict, runs: int = 1, wh
 def test_fixture_results_survive_every_pass(case):
     build, name, config = case
     f = fg.rebuild(build, name)
-    vs = assert_same_results(f.graph, f.inputs, CONFIGS[config], runs=2, what=f"{build}/{name}")
-    for node, got in run_ref(vs["pipeline"], f.inputs, CONFIGS[config])[0].items():   # and still ggml's
+    graph, opts = configured(f.graph, config)
+    vs = assert_same_results(graph, f.inputs, opts, runs=2, what=f"{build}/{name}")
+    for node, got in run_ref(vs["pipeline"], f.inputs, opts)[0].items():   # and still ggml's
         if node in f.meta["outputs"]:
             assert nmse(got, f.arrays[node], node) <= bound(build, name, node, config), node
     for g in [vs[n] for n in GRAPH_PASSES] + [vs["pipeline"].graph]:
@@ -236,7 +237,7 @@ def test_constants_are_folded(rng):
     w.data = rng.standard_normal(16).astype(np.float32).view(np.uint8)
     ab = g.unary(g.add(a, g.view_1d(b, 16, 0)), "tanh")        # constant chain through a view: folded
     ar = g.arange(0.0, 16.0)                                    # no sources: folded
-    gl = g.unary(a, "gelu")                                      # ref's result depends on gelu_table: kept
+    gl = g.unary(a, "gelu", table=True)                          # folded too (the table is an op parameter)
     pw = g.mul(w, a)                                             # a param: may be rebound, kept
     big_n = FOLD_LIMIT // 4 + 64
     big = g.sqr(g.constant(np.ones(big_n, np.float32), name="big"))   # too large to store: kept
@@ -244,12 +245,11 @@ def test_constants_are_folded(rng):
     g1 = dce(canonicalize(g0))
     verify(g1)
     assert "tanh" not in [n.params.get("op") for n in g1.nodes] and "arange" not in _ops(g1)
-    assert _ops(g1).count("unary") == 1 and "sqr" in _ops(g1) and _ops(g1).count("mul") == 2
+    assert _ops(g1).count("unary") == 0 and "sqr" in _ops(g1) and _ops(g1).count("mul") == 2
     assert "a" in g1 and "b" not in g1                          # b only fed the folded chain
     folded = [t for t in g1.leafs if t.data is not None and t.name not in ("a", "w", "big")]
-    assert len(folded) == 2
-    for opts in ({}, {"gelu_table": True}):
-        _check_same(g0, g1, rng, opts)
+    assert len(folded) == 3
+    _check_same(g0, g1, rng, {})
 
 
 def test_folded_constants_survive_save_and_load(rng, tmp_path):

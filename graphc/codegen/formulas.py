@@ -111,15 +111,15 @@ def _diag_mask(value):
     return f
 
 
-def _unary(n: Tensor, arg: Arg, gelu_table: bool) -> Expr:
+def _unary(n: Tensor, arg: Arg) -> Expr:
     u = str(n.params["op"])
-    fn = TABLE_VARIANT.get(u) if gelu_table else None
+    fn = TABLE_VARIANT.get(u) if n.params.get("table") else None
     return (fn or UNARY[u])(arg(0))
 
 
-def _glu(n: Tensor, arg: Arg, gelu_table: bool) -> Expr:
+def _glu(n: Tensor, arg: Arg) -> Expr:
     g = str(n.params["op"])
-    fn = (GLU_TABLE_VARIANT.get(g) if gelu_table else None) or GLU[g]
+    fn = (GLU_TABLE_VARIANT.get(g) if n.params.get("table") else None) or GLU[g]
     if len(n.src) > 1 and n.src[1] is not None:
         return fn(arg(0), arg(1))
     first, second = arg(0, 0), arg(0, n.ne[0])
@@ -157,17 +157,17 @@ def has_formula(op: str) -> bool:
     return op in _ONE or op in _TWO or op in ("unary", "glu")
 
 
-def formula(n: Tensor, arg: Arg, gelu_table: bool = False) -> Expr:
-    """The value of node n at the current element. `gelu_table`: gelu/gelu_quick (and their glu forms)
-    as ggml's f16 lookup tables compute them."""
+def formula(n: Tensor, arg: Arg) -> Expr:
+    """The value of node n at the current element (gelu/gelu_quick and their glu forms with table=true
+    as ggml's f16 lookup tables compute them)."""
     if n.op in _TWO:
         return _TWO[n.op](arg(0), arg(1))
     if n.op in _ONE:
         return _ONE[n.op](n, arg(0))
     if n.op == "unary":
-        return _unary(n, arg, gelu_table)
+        return _unary(n, arg)
     if n.op == "glu":
-        return _glu(n, arg, gelu_table)
+        return _glu(n, arg)
     if n.op == "custom":            # a registered elementwise custom op's own formula
         fn = get_custom_op(str(n.params.get("fn"))).kernels["expr"]
         value = fn(*[arg(i) for i, s in enumerate(n.src) if s is not None])

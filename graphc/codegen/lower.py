@@ -239,10 +239,10 @@ def group_steps(nodes: list[Tensor], lib: Library) -> list[tuple[str, list[Tenso
 # --- the lowering --------------------------------------------------------------------------------------
 
 class _Lowering:
-    def __init__(self, program: Program, lib: Library, gelu_table: bool):
+    def __init__(self, program: Program, lib: Library):
         if program.plan is None:
             raise CompileError(f"target {lib.target} needs a memory-planned Program")
-        self.p, self.lib, self.gelu_table = program, lib, gelu_table
+        self.p, self.lib = program, lib
         self.args: list[Arg] = []
         self.row: dict[int, int] = {}
         self.temp: dict[int, int] = {}      # id(root) -> offset in the temp buffer (current kernel)
@@ -324,7 +324,7 @@ class _Lowering:
                     return Var(inside[id(s)])
                 return load(s, i0_add)
             v = f"v{len(st.body)}"
-            st.body.append((v, formula(n, arg, self.gelu_table or bool(n.params.get("gelu_table", False)))))
+            st.body.append((v, formula(n, arg)))
             inside[id(n)] = v
         for n in nodes:
             if id(root_of(n)) in self.mat or id(n) in self.temp:
@@ -374,10 +374,10 @@ def _users_in(k: Kernel) -> dict[int, list[Tensor]]:
     return users
 
 
-def lower(program: Program, lib: Library, gelu_table: bool = False) -> LoweredProgram:
+def lower(program: Program, lib: Library) -> LoweredProgram:
     """The lowered form of a memory-planned Program for a target whose library is `lib`;
     Unsupported (before anything is built) when a node has no kernel there."""
-    return _Lowering(program, lib, gelu_table).lower()
+    return _Lowering(program, lib).lower()
 
 
 def op_label(n: Tensor) -> str:

@@ -68,8 +68,7 @@ class GGUFModel(Model):
         self.n_ctx, self.n_batch, self.kv_type, self.flash_attn = n_ctx, n_batch, kv_type, flash_attn
         self.kv_pad = kv_pad
         self.target_opts = dict(target_opts)
-        if self.cfg.arch == "gemma3" and target in ("ref", "c"):
-            self.target_opts.setdefault("gelu_table", True)   # ggml's CPU GELU reads an f16 table
+        self.gelu_table = target in ("ref", "c")      # llama.cpp's CPU GELU reads an f16 table
         self._quantize = quantize
         self._qtypes: dict[str, str] = {}
         self._qdata: dict[str, np.ndarray] = {}
@@ -83,7 +82,7 @@ class GGUFModel(Model):
     def graph(self, n_tokens: int, n_kv: int | None = None):
         from .llm_graph import build_graph
         return build_graph(self.cfg, self._tensors, self.path, n_tokens, self.n_ctx, self.kv_type,
-                           self.flash_attn, n_kv, weight_types=self._qtypes)
+                           self.flash_attn, n_kv, weight_types=self._qtypes, gelu_table=self.gelu_table)
 
     def _compile(self, n_tokens: int, n_kv: int):
         import graphc

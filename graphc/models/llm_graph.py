@@ -70,10 +70,11 @@ class _Weights:
 
 def build_graph(cfg: LLMConfig, tensors: TensorTable, path: str, n_tokens: int, n_ctx: int,
                 kv_type: str = "f16", flash_attn: bool = False, n_kv: int | None = None,
-                weight_types: Mapping[str, str] | None = None) -> Graph:
+                weight_types: Mapping[str, str] | None = None, gelu_table: bool = False) -> Graph:
     """The forward graph for n_tokens tokens over an n_ctx-row KV cache (attending to rows [0, n_kv)).
     weight_types: {GGUF name: type} for weights declared in another type than stored (converted on load,
-    or given as data: compile(weights=...))."""
+    or given as data: compile(weights=...)). gelu_table: GELU as llama.cpp's CPU backend computes it
+    (through an f16 table; the op's `table` parameter)."""
     n_kv = n_ctx if n_kv is None else n_kv
     if not 1 <= n_tokens <= n_ctx or not 1 <= n_kv <= n_ctx:
         raise CompileError(f"need 1 <= n_tokens ({n_tokens}) <= n_ctx ({n_ctx}) and 1 <= n_kv ({n_kv}) <= n_ctx")
@@ -81,13 +82,15 @@ def build_graph(cfg: LLMConfig, tensors: TensorTable, path: str, n_tokens: int, 
         raise CompileError(f"kv_type must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
     if flash_attn and kv_type != "f16":
         raise CompileError("flash_attn needs an f16 KV cache (llama.cpp casts K and V to f16 for it)")
-    return _Builder(cfg, tensors, path, n_tokens, n_ctx, n_kv, kv_type, flash_attn, weight_types or {}).build()
+    return _Builder(cfg, tensors, path, n_tokens, n_ctx, n_kv, kv_type, flash_attn, weight_types or {},
+                    gelu_table).build()
 
 
 class _Builder:
     def __init__(self, cfg: LLMConfig, tensors: TensorTable, path: str, T: int, n_ctx: int, n_kv: int,
-                 kv_type: str, flash_attn: bool, weight_types: Mapping[str, str]):
+                 kv_type: str, flash_attn: bool, weight_types: Mapping[str, str], gelu_table: bool):
         self.cfg, self.T, self.n_ctx, self.n_kv, self.kv_type, self.fa = cfg, T, n_ctx, n_kv, kv_type, flash_attn
+        self.gelu_table = gelu_table
         self.g = GraphBuilder(f"{cfg.arch}-{T}")
         self.w = _Weights(self.g, tensors, path, weight_types)
 
@@ -178,7 +181,7 @@ class _Builder:
         bias = (lambda n, d: w(n, d, optional=True)) if c.arch == "llama" else (lambda n, d: None)
         up = self.linear(w(p + "ffn_up.weight", E, c.n_ff), cur, bias(p + "ffn_up.bias", c.n_ff))
         gate = self.linear(w(p + "ffn_gate.weight", E, c.n_ff), cur, bias(p + "ffn_gate.bias", c.n_ff))
-        act = g.geglu_split(gate, up) if gemma else g.swiglu_split(gate, up)
+        act = g.glu_split(gate, up, "geglu", table=self.gelu_table) if gemma else g.swiglu_split(gate, up)
         return self.linear(w(p + "ffn_down.weight", c.n_ff, E), act, bias(p + "ffn_down.bias", E))
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, il: int) -> Tensor:

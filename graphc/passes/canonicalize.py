@@ -25,9 +25,8 @@ from .rewrite import (OBSERVABLE, clone, is_alias, is_writer, layout_equal, rema
                       writers_by_root)
 
 FOLD_LIMIT = 1 << 20          # bytes: larger constants are cheaper to compute than to store
-# ops whose ref result depends on target options (quant_matmul, gelu_table) or on user code: not folded
+# ops whose ref result depends on a target option (quant_matmul) or on user code: not folded
 _NO_FOLD_OPS = {"mul_mat", "custom"}
-_NO_FOLD_FNS = {"gelu", "gelu_quick", "geglu", "geglu_quick"}
 
 
 def canonicalize(graph: Graph, stats: dict[str, int] | None = None) -> Graph:
@@ -158,8 +157,7 @@ class _Canon:
         return t is r
 
     def fold(self, n: Tensor) -> None:
-        fn = n.params.get("op")
-        if n.op in _NO_FOLD_OPS or fn in _NO_FOLD_FNS or n.nbytes > FOLD_LIMIT or self.writers.get(id(n)):
+        if n.op in _NO_FOLD_OPS or n.nbytes > FOLD_LIMIT or self.writers.get(id(n)):
             return
         srcs = [s for s in n.src if s is not None]
         if not all(self._is_const(s) for s in srcs):

@@ -7,7 +7,7 @@ copied); inputs, outputs and state are persistent numpy buffers; values that cro
 kernel use one temporary buffer. C gets the base pointers once (gc_create) and keeps them.
 
 Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), extra_cflags (()),
-sanitize (False: ASan+UBSan; loading needs libasan preloaded), gelu_table (False, as ref's option),
+sanitize (False: ASan+UBSan; loading needs libasan preloaded),
 state_buffers (None: {state name: uint8 buffer} shares state with another executable), serial_work
 (codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all).
 """
@@ -44,13 +44,13 @@ def _as_program(what: "Graph | Program") -> Program:
     return what if what.plan is not None else plan(what)
 
 
-def generate_source(what: "Graph | Program", gelu_table: bool = False) -> Generated:
+def generate_source(what: "Graph | Program") -> Generated:
     """The generated C (and its memory layout) for a graph (through the pass pipeline, as graphc.compile
     does) or a Program; Unsupported if an op has no kernel."""
     if isinstance(what, Graph):
         from graphc.passes import run_pipeline
         what = run_pipeline(what)
-    return generate(_as_program(what), gelu_table)
+    return generate(_as_program(what))
 
 
 def supported(what: "Graph | Program") -> bool:
@@ -70,7 +70,7 @@ def _aligned_zeros(n: int, align: int = 64) -> np.ndarray:
 class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
-                 gelu_table: bool = False, state_buffers: "dict[str, np.ndarray] | None" = None,
+                 state_buffers: "dict[str, np.ndarray] | None" = None,
                  serial_work: int = SERIAL_WORK):
         if n_threads is None:
             n_threads = os.cpu_count() or 1
@@ -85,7 +85,7 @@ class CExecutable(MemoryIO):
         self.n_threads = n_threads
         if isinstance(serial_work, bool) or not isinstance(serial_work, int) or serial_work < 0:
             raise CompileError(f"target c: serial_work must be an integer >= 0, got {serial_work!r}")
-        self.gen = generate(self.program, bool(gelu_table), serial_work)   # Unsupported before any build
+        self.gen = generate(self.program, serial_work)   # Unsupported before any build
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags))
         self._lib = cbuild.load(self.built.path)

@@ -183,6 +183,6 @@ def print_program(low: LoweredProgram, serial_work: int = SERIAL_WORK) -> Genera
     return CPrinter(low, serial_work).program()
 
 
-def generate(program: Program, gelu_table: bool = False, serial_work: int = SERIAL_WORK) -> Generated:
+def generate(program: Program, serial_work: int = SERIAL_WORK) -> Generated:
     """Lower a memory-planned Program for the C target and print it; Unsupported before any build."""
-    return print_program(lower(program, C_LIBRARY, gelu_table), serial_work)
+    return print_program(lower(program, C_LIBRARY), serial_work)

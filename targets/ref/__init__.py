@@ -10,8 +10,7 @@ view of ONE arena at its planned offset (so a wrong plan corrupts results), and 
 that no kernel output roots compute into temporaries dropped after their kernel (so reading a fused
 intermediate elsewhere fails). Without a plan, nodes run in kernel order with a buffer per root.
 
-Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); gelu_table = False | True
-(see elementwise.py); state_buffers = {state name: uint8 buffer} shares state with another executable.
+Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); state_buffers = {state name: uint8 buffer} shares state with another executable.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from .registry import IMPLS
 
 __all__ = ["RefExecutable", "compile", "evaluate"]
 
-_OPTIONS = {"quant_matmul": matmul.MODES, "gelu_table": (False, True)}
+_OPTIONS = {"quant_matmul": matmul.MODES}
 
 
 class Context:
@@ -45,12 +44,12 @@ class Context:
 
 
 class RefExecutable(MemoryIO):
-    def __init__(self, graph: "Graph | Program", *, quant_matmul: str = "ggml", gelu_table: bool = False,
+    def __init__(self, graph: "Graph | Program", *, quant_matmul: str = "ggml",
                  state_buffers: "dict[str, np.ndarray] | None" = None):
         self.program = graph if isinstance(graph, Program) else None
         graph = graph.graph if isinstance(graph, Program) else graph
         self.graph = graph
-        opts = {"quant_matmul": quant_matmul, "gelu_table": gelu_table}
+        opts = {"quant_matmul": quant_matmul}
         for k, v in opts.items():
             if v not in _OPTIONS[k]:
                 raise CompileError(f"ref target: option {k}={v!r} is not one of {_OPTIONS[k]}")

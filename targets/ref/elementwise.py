@@ -5,8 +5,8 @@ same f32 operation order; f16/bf16 results are rounded when the node is stored.
 
 gelu / gelu_quick (and geglu / geglu_quick): ggml's CPU build defines GGML_GELU_FP16, so on f32 it
 looks the result up in a table indexed by the input rounded to f16 (for -10 < x < 10), giving ~1e-3
-relative error. By default the reference computes the exact f32 formula instead; the option
-`gelu_table=True` reproduces the table (round x to f16, formula, round to f16).
+relative error. By default the reference computes the exact f32 formula instead; the op parameter
+`table=true` (graphc.ops) reproduces the table (round x to f16, formula, round to f16).
 """
 from __future__ import annotations
 
@@ -116,8 +116,7 @@ UNARY = {
 }
 
 
-def unary_fn(name: str, ctx):
-    table = bool(ctx.opts.get("gelu_table", False))
+def unary_fn(name: str, table: bool = False):
     if name == "gelu":
         return lambda x: gelu_ggml(x, table)
     if name == "gelu_quick":
@@ -127,7 +126,7 @@ def unary_fn(name: str, ctx):
 
 @impl("unary")
 def unary(ctx, node):
-    fn = unary_fn(node.params["op"], ctx)
+    fn = unary_fn(node.params["op"], bool(node.params.get("table")))
     with np.errstate(all="ignore"):
         return fn(f32(ctx.load(node.src[0])))
 
@@ -174,7 +173,7 @@ def glu(ctx, node):
         first, second = a[..., :nc], a[..., nc:2 * nc]
         x, g = (second, first) if node.params.get("swapped") else (first, second)
     with np.errstate(all="ignore"):
-        return _glu_act(node.params["op"], x, g, bool(ctx.opts.get("gelu_table", False)))
+        return _glu_act(node.params["op"], x, g, bool(node.params.get("table")))
 
 
 # --- parameterised elementwise --------------------------------------------------------------
