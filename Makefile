@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.graphc-installed
 # pytest-xdist workers; the CI machine has 2 cores
 JOBS   ?= 2
 
-.PHONY: install demo test test-fast bench clean system-tools
+.PHONY: install demo test test-fast lint bench clean system-tools
 
 # System tools the tests use, from Debian's packages: graphviz renders graphc's .dot output.
 system-tools:
@@ -30,7 +30,11 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py --out demo-out --target c
 
 test: $(STAMP) system-tools
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -m "not ggml" tests

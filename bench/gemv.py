@@ -197,7 +197,7 @@ def gemm_rows(K: int, N: int, cols: tuple, repeat: int, rng) -> list[dict]:
     for M in cols:
         x = rng.standard_normal((M, K), dtype=np.float32)
         w32 = rng.standard_normal((N, K), dtype=np.float32)
-        t_np = best_time(lambda: w32 @ x.T, repeat)
+        t_np = best_time(lambda: w32 @ x.T, repeat)  # noqa: B023 -- best_time calls it before the loop moves on
         rows.append({"shape": f"{N}x{K} x {M} cols", "wtype": "f32", "impl": "numpy", "flop": 2 * N * K * M, "s": t_np})
         for wtype in ("f16", "q4_0", "q8_0", "q4_K"):
             raws = weights(rng, wtype, N, K, 1)
@@ -209,7 +209,8 @@ def gemm_rows(K: int, N: int, cols: tuple, repeat: int, rng) -> list[dict]:
                     t_gg = float("nan")
                 t_gc = min(t_gc, graphc_time(raws, wtype, K, N, x, repeat))
             for impl, s in (("ggml", t_gg), ("graphc C", t_gc)):
-                rows.append({"shape": f"{N}x{K} x {M} cols", "wtype": wtype, "impl": impl, "flop": 2 * N * K * M, "s": s})
+                rows.append({"shape": f"{N}x{K} x {M} cols", "wtype": wtype, "impl": impl,
+                             "flop": 2 * N * K * M, "s": s})
     return rows
 
 

@@ -20,7 +20,11 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 SHAPE = dict(n_embd=2048, n_head=32, n_head_kv=4, head_dim=64, n_ff=5632, n_vocab=32000, context_length=2048,
              rope_linear=0.0, rope_freqs=False, eps=1e-5)
 N_PROMPT, N_DECODE, N_CTX = 128, 32, 512
-PREFILL_NOTE = ("Prefill differences: graphc's prefill graph computes logits for all prompt positions (`logits()` returns every position; llama.cpp computes only the last row's), and llama.cpp repacks q4_0 weights at load into interleaved multi-row blocks (its REPACK path, AVX-512) for a faster prefill GEMM; graphc multiplies the file's blocks as stored. Decode is bound by memory bandwidth and both read the same bytes.")
+PREFILL_NOTE = ("Prefill differences: graphc's prefill graph computes logits for all prompt positions "
+                "(`logits()` returns every position; llama.cpp computes only the last row's), and llama.cpp "
+                "repacks q4_0 weights at load into interleaved multi-row blocks (its REPACK path, AVX-512) "
+                "for a faster prefill GEMM; graphc multiplies the file's blocks as stored. Decode is bound by "
+                "memory bandwidth and both read the same bytes.")
 
 
 def model_file(n_layer: int) -> Path:

@@ -310,7 +310,8 @@ class _GgmlReader:
         if "ne" in hint:
             ne = list(hint["ne"]) + [1] * (4 - len(hint["ne"]))
             if ne[:2] != list(r.dims[:2]):
-                self.issues.append(f"{r.where()}: hinted ne {hint['ne']} does not start with the printed {list(r.dims)}")
+                self.issues.append(f"{r.where()}: hinted ne {hint['ne']} does not start with the printed "
+                                   f"{list(r.dims)}")
         elif "ne3" in hint:
             ne[3] = hint["ne3"]
         bad = set(hint) - {"role", "type", "ne", "ne3", "weight", "output"}
@@ -333,7 +334,7 @@ class _GgmlReader:
         name = r.name if r.name is not None else f"node_{r.index}"
         n_slots = max(r.srcs) + 1 if r.srcs else 0
         srcs: list[Tensor | None] = [None] * n_slots
-        for slot, (sid, line) in r.srcs.items():
+        for slot, (sid, _line) in r.srcs.items():
             s = self.made.get(sid)
             if s is None:
                 self.issues.append(f"{r.where()}: source {slot} is a later node (the dump's order is not "
@@ -427,7 +428,8 @@ class _GgmlReader:
             decl2 = ops.Decl(None, self.full_ne(r, t.nelements, {}))
             t2 = self.b.op("reshape", [t], {}, name, decl2)
             self.check_dims(t2, r)
-            self.report.append(f"{name!r}: cont with a new shape (ggml_cont_{len(r.dims)}d) = cont {t.name!r} + reshape")
+            self.report.append(f"{name!r}: cont with a new shape (ggml_cont_{len(r.dims)}d) = cont {t.name!r} "
+                               "+ reshape")
             return out + [t2]
         self.check_dims(t, r)
         return out
@@ -571,7 +573,8 @@ class _GgmlReader:
         elif op == "concat" and "dim" not in given:
             opts = []
             for dim in range(MAX_DIMS):
-                opts.append(({**given, "dim": dim}, None, notes + [f"dim {dim} (the only one that fits the shapes)"], srcs))
+                opts.append(({**given, "dim": dim}, None,
+                             notes + [f"dim {dim} (the only one that fits the shapes)"], srcs))
             return opts
         return [(given, decl, notes, srcs)]
 
@@ -628,7 +631,8 @@ class _GgmlReader:
         if nb_h is None and not one_d:
             missing.append("nb")
         if missing:
-            raise _Unresolved(f"needs {', '.join(missing)} (a view's offset and strides are not in the dump); hint them")
+            raise _Unresolved(f"needs {', '.join(missing)} (a view's offset and strides are not in the dump); "
+                              "hint them")
         if nb_h is None or nb_h == "contiguous":
             nb = contiguous_strides(a.type, ne)
             nb = (a.nb[0], *nb[1:])
@@ -681,7 +685,8 @@ class _GgmlReader:
                 t.flags |= Flag.OUTPUT
             if "weight" in hint:
                 w = hint["weight"]
-                t.weight = WeightRef(w, t.name) if isinstance(w, str) else WeightRef(w["file"], w.get("tensor") or t.name)
+                t.weight = (WeightRef(w, t.name) if isinstance(w, str)
+                            else WeightRef(w["file"], w.get("tensor") or t.name))
                 t.flags |= Flag.PARAM
         for what, names in by.items():
             self.report.append(f"leafs taken as {what}: {', '.join(map(repr, names))}")
@@ -720,7 +725,9 @@ class _GgmlReader:
 
 def _fmt_params(p: dict) -> str:
     keep = {k: v for k, v in p.items() if k in ("axes", "dim", "op")}
-    return "(" + ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in keep.items()) + ")" if keep else ""
+    if not keep:
+        return ""
+    return "(" + ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in keep.items()) + ")"
 
 
 def _first_line(issues: list[str]) -> int | None:
@@ -764,7 +771,8 @@ class _GraphcReader:
 
     def read(self) -> Graph:
         if self.dg.attrs["graphc_version"] != GRAPHC_VERSION:
-            raise self.error(f"graphc .dot version {self.dg.attrs['graphc_version'][:20]!r}; this graphc reads {GRAPHC_VERSION}")
+            raise self.error(f"graphc .dot version {self.dg.attrs['graphc_version'][:20]!r}; "
+                             f"this graphc reads {GRAPHC_VERSION}")
         name = self.dg.attrs.get("graphc_graph", '""')
         try:
             gname = from_json(name)
@@ -826,7 +834,8 @@ class _GraphcReader:
         t.flags = flags
         w = self.json(dn, "graphc_weight")
         if w is not None:
-            if not (isinstance(w, dict) and set(w) == {"file", "tensor"} and all(isinstance(v, str) for v in w.values())):
+            if not (isinstance(w, dict) and set(w) == {"file", "tensor"}
+                    and all(isinstance(v, str) for v in w.values())):
                 raise self.error('graphc_weight must be {"file": ..., "tensor": ...}', dn.line)
             t.weight = WeightRef(w["file"], w["tensor"])
         data = dn.attrs.get("graphc_data")

@@ -127,7 +127,8 @@ def _from_dict(data: dict, path: str | None) -> Hints:
                     params = {**{k: v for k, v in params.items() if k != "unary"}, "op": params["unary"]}
                 extra = set(params) - known
                 if extra:
-                    raise h.error(f"[op.{op}] has no parameter(s) {sorted(extra)}; {op} takes {sorted(known) or 'none'}")
+                    raise h.error(f"[op.{op}] has no parameter(s) {sorted(extra)}; "
+                                  f"{op} takes {sorted(known) or 'none'}")
                 h.ops[op] = params
         elif key in ("tensor", "node", "leaf"):
             for k, t in _table(h, val, key).items():

@@ -170,7 +170,7 @@ class _Reader:
                 best = b if best is None or b.progress >= best.progress else best
         if not walked:
             assert best is not None
-            names = ", ".join(sorted({l.describe() for l, _ in groups}))
+            names = ", ".join(sorted({lay.describe() for lay, _ in groups}))
             raise self.fail(best.offset, f"{best.message} (no known layout fits; tried {names})")
         names = {r.name for r in walked[0][1]}        # roles asked for must name tensors of the file
         for nm in sorted(self.inputs) + list(self.outputs or []):

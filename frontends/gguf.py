@@ -323,7 +323,8 @@ def _infer(v: Any) -> Value:
         if not items:
             raise ValueError("empty metadata arrays need an explicit element type: Value(ARRAY, [], elem)")
         kinds = {x.type for x in items}
-        elem = ValueType.INT64 if kinds == {ValueType.INT32, ValueType.INT64} else kinds.pop() if len(kinds) == 1 else None
+        elem = (ValueType.INT64 if kinds == {ValueType.INT32, ValueType.INT64}
+                else kinds.pop() if len(kinds) == 1 else None)
         if elem is None:
             raise ValueError(f"metadata array mixes value types {sorted(k.name for k in kinds)}")
         return Value(ValueType.ARRAY, list(v), elem)

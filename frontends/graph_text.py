@@ -623,7 +623,8 @@ def loads(text: "str | bytes", file: str | None = None) -> Graph:
         except UnicodeDecodeError as e:
             line = raw.count(b"\n", 0, e.start) + 1
             col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-            raise ParseError(f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}", file, line, col) from None
+            raise ParseError(f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}",
+                             file, line, col) from None
     if not isinstance(text, str):
         raise TypeError(f"loads() takes str or bytes, not {type(text).__name__}")
     if text.startswith("\ufeff"):

@@ -261,7 +261,8 @@ class GraphBuilder:
 
     def view_1d(self, a, ne0, offset: int): return self._view(a, (ne0,), (), offset)
     def view_2d(self, a, ne0, ne1, nb1, offset: int): return self._view(a, (ne0, ne1), (nb1,), offset)
-    def view_3d(self, a, ne0, ne1, ne2, nb1, nb2, offset: int): return self._view(a, (ne0, ne1, ne2), (nb1, nb2), offset)
+    def view_3d(self, a, ne0, ne1, ne2, nb1, nb2, offset: int):
+        return self._view(a, (ne0, ne1, ne2), (nb1, nb2), offset)
     def view_4d(self, a, ne0, ne1, ne2, ne3, nb1, nb2, nb3, offset: int):
         return self._view(a, (ne0, ne1, ne2, ne3), (nb1, nb2, nb3), offset)
 
@@ -332,6 +333,7 @@ def use_gelu_table(graph: Graph) -> Graph:
     compared with ggml's CPU results (its exports, llama.cpp's CPU backend)."""
     g = graph.copy()
     for n in g.nodes:
-        if (n.op == "unary" and n.params["op"] in ops.TABLE_UNARY) or (n.op == "glu" and n.params["op"] in ops.TABLE_GLU):
+        if ((n.op == "unary" and n.params["op"] in ops.TABLE_UNARY)
+                or (n.op == "glu" and n.params["op"] in ops.TABLE_GLU)):
             n.params = {**n.params, "table": True}
     return g

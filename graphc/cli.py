@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     gn.add_argument("--top-k", type=int, default=40, metavar="K", help="sample among the K likeliest (40)")
     gn.add_argument("--top-p", type=float, default=0.95, metavar="P", help="nucleus mass (0.95)")
     gn.add_argument("--seed", type=int, help="sampling seed (default: a fresh one)")
-    gn.add_argument("--ctx", type=int, metavar="N", help="context length (default: the loader's; bounded by the model's)")
+    gn.add_argument("--ctx", type=int, metavar="N",
+                    help="context length (default: the loader's; bounded by the model's)")
     gn.add_argument("--threads", type=int, metavar="N", help="threads per run (default: all cores)")
     gn.add_argument("--quantize", metavar="TYPE", help="quantize float weights at load time (q4_0, q5_1, q8_0, ...)")
     gn.add_argument("--ids", action="store_true", help="print token ids instead of text")
@@ -160,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target_args(p: argparse.ArgumentParser, default_target: str | None = DEFAULT_TARGET) -> None:
     p.add_argument("--target", default=default_target, metavar="NAME",
-                   help="target to compile for (default: ref" + (", or the artifact's own" if default_target is None else "")
+                   help="target to compile for (default: ref"
+                        + (", or the artifact's own" if default_target is None else "")
                         + f"; known: {', '.join(_targets()) or 'none'})")
     p.add_argument("--weights", metavar="FILE", help="weights file (.npz with one array per weight name, or .npy)")
     p.add_argument("--opt", metavar="KEY=VALUE", action="append", default=[],
@@ -196,7 +198,8 @@ def _pass_opts(args: argparse.Namespace) -> dict[str, Any]:
 def _quantize_args(p: argparse.ArgumentParser, save: bool = True) -> None:
     q = p.add_argument_group("quantization (graphc.quantize: weights feeding mul_mat are re-encoded)")
     q.add_argument("--quantize", metavar="TYPE",
-                   help="quantize float weights that feed mul_mat to TYPE (q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K f16 bf16)")
+                   help="quantize float weights that feed mul_mat to TYPE "
+                        "(q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K f16 bf16)")
     q.add_argument("--quantize-override", metavar="NAME=TYPE", action="append", default=[],
                    help="per-tensor type (NAME: exact, glob, or re:REGEX; TYPE: a type or 'keep'); repeatable")
     q.add_argument("--quantize-get-rows", action="store_true", help="also quantize get_rows tables (embeddings)")

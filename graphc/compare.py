@@ -68,7 +68,8 @@ def tensor_diff(x: Tensor, y: Tensor, pos_x: dict[int, str], pos_y: dict[int, st
     dx, dy = _bytes(x.data), _bytes(y.data)
     if dx != dy:
         if dx is None or dy is None:
-            return f"data {'none' if dx is None else f'{len(dx)} bytes'} != {'none' if dy is None else f'{len(dy)} bytes'}"
+            return (f"data {'none' if dx is None else f'{len(dx)} bytes'} != "
+                    f"{'none' if dy is None else f'{len(dy)} bytes'}")
         first = next((i for i in range(min(len(dx), len(dy))) if dx[i] != dy[i]), min(len(dx), len(dy)))
         return f"data differs ({len(dx)} vs {len(dy)} bytes, first at byte {first})"
     return None

@@ -130,8 +130,11 @@ def _none():  # leafs are created directly, never through a shape rule
 # --- elementwise ----------------------------------------------------------------------
 
 def _binary_rule(a: Tensor, b: Tensor) -> Spec:
-    _need(can_repeat(b, a), f"b {list(b.ne)} does not broadcast into a {list(a.ne)} (each a.ne[i] must be a multiple of b.ne[i])", "broadcast")
-    _float_src(a, "a"); _float_src(b, "b")
+    _need(can_repeat(b, a),
+          f"b {list(b.ne)} does not broadcast into a {list(a.ne)} (each a.ne[i] must be a multiple of b.ne[i])",
+          "broadcast")
+    _float_src(a, "a")
+    _float_src(b, "b")
     _need(not a.type.is_quantized, "a quantized tensor cannot be the target of an elementwise op", "type")
     return _same(a)
 
@@ -253,7 +256,8 @@ def _soft_max(a, mask, sinks):
         _need(a.ne[2] % mask.ne[2] == 0 and a.ne[3] % mask.ne[3] == 0,
               f"mask dims 2,3 {mask.ne[2:]} must divide a's {a.ne[2:]}", "broadcast")
     if sinks is not None:
-        _need(sinks.type == F32 and sinks.nelements == a.ne[2], f"sinks must be f32 with one value per head ({a.ne[2]})", "shape")
+        _need(sinks.type == F32 and sinks.nelements == a.ne[2],
+              f"sinks must be f32 with one value per head ({a.ne[2]})", "shape")
     return Spec(F32, a.ne)
 
 
@@ -263,7 +267,8 @@ def _soft_max(a, mask, sinks):
 def _mul_mat(a, b):
     _need(a.ne[0] == b.ne[0], f"mul_mat needs a.ne0 == b.ne0, got {a.ne[0]} and {b.ne[0]}", "inner dim")
     _need(b.ne[2] % a.ne[2] == 0 and b.ne[3] % a.ne[3] == 0,
-          f"mul_mat broadcasts a over b by division: b dims 2,3 {b.ne[2:]} must be multiples of a's {a.ne[2:]}", "broadcast")
+          f"mul_mat broadcasts a over b by division: b dims 2,3 {b.ne[2:]} must be multiples of a's {a.ne[2:]}",
+          "broadcast")
     _need(not a.nb[0] > a.nb[1], "mul_mat's a must not be transposed (nb0 > nb1)", "layout")
     _need(not b.type.is_quantized, "mul_mat's b must not be quantized", "type")
     return Spec(F32, (a.ne[1], b.ne[1], b.ne[2], b.ne[3]))
@@ -272,7 +277,8 @@ def _mul_mat(a, b):
 @_op("out_prod", ("a", "b"), kind="matmul")
 def _out_prod(a, b):
     _need(a.ne[1] == b.ne[1], f"out_prod needs a.ne1 == b.ne1, got {a.ne[1]} and {b.ne[1]}", "inner dim")
-    _need(b.ne[2] % a.ne[2] == 0 and b.ne[3] % a.ne[3] == 0, "out_prod: b dims 2,3 must be multiples of a's", "broadcast")
+    _need(b.ne[2] % a.ne[2] == 0 and b.ne[3] % a.ne[3] == 0,
+          "out_prod: b dims 2,3 must be multiples of a's", "broadcast")
     return Spec(F32, (a.ne[0], b.ne[0], b.ne[2], b.ne[3]))
 
 
@@ -281,7 +287,10 @@ def _out_prod(a, b):
 @_op("repeat", ("a",), kind="elementwise", declared=True)
 def _repeat(a, decl: Decl):
     """ggml_repeat(a, b) uses b only for its shape and keeps only a as a source: so does graphc."""
-    ok = all(n > 0 and n % m == 0 for n, m in zip(decl.ne, a.ne)) if a.nelements else not decl.ne[0] * decl.ne[1] * decl.ne[2] * decl.ne[3]
+    if a.nelements:
+        ok = all(n > 0 and n % m == 0 for n, m in zip(decl.ne, a.ne))
+    else:
+        ok = not decl.ne[0] * decl.ne[1] * decl.ne[2] * decl.ne[3]
     _need(ok, f"repeat: a {list(a.ne)} does not tile {list(decl.ne)}", "broadcast")
     return Spec(a.type, decl.ne)
 
@@ -303,14 +312,16 @@ def _set(a, b, nb1, nb2, nb3, offset):
     _need(a.nelements >= b.nelements, "set: b has more elements than a", "shape")
     _need(offset >= 0, "set: negative offset", "bounds")
     end = offset + nbytes(a.type, b.ne, (a.nb[0], nb1, nb2, nb3))
-    _need(b.nelements == 0 or end <= a.nbytes, f"set: the view of a at offset {offset} ends at byte {end}, past a's {a.nbytes}", "bounds")
+    _need(b.nelements == 0 or end <= a.nbytes,
+          f"set: the view of a at offset {offset} ends at byte {end}, past a's {a.nbytes}", "bounds")
     return _same(a)
 
 
 @_op("cpy", ("a", "b"), kind="write")
 def _cpy(a, b):
     _need(a.nelements == b.nelements, f"cpy needs equal element counts, got {a.nelements} and {b.nelements}", "shape")
-    _need(not a.type.is_quantized or a.type == b.type, "cpy from a quantized type needs the same destination type", "type")
+    _need(not a.type.is_quantized or a.type == b.type,
+          "cpy from a quantized type needs the same destination type", "type")
     return Spec(b.type, b.ne, b.nb, view_of=b, offset=0)
 
 
@@ -349,7 +360,8 @@ def _transpose(a):
 def _get_rows(a, b):
     _need(b.type == I32, f"get_rows indices must be i32, got {b.type.name}", "type")
     _need(b.ne[1] == a.ne[2] and b.ne[2] == a.ne[3] and b.ne[3] == 1,
-          f"get_rows: indices {list(b.ne)} do not fit a {list(a.ne)} (need b.ne1 == a.ne2, b.ne2 == a.ne3, b.ne3 == 1)", "shape")
+          f"get_rows: indices {list(b.ne)} do not fit a {list(a.ne)} (need b.ne1 == a.ne2, b.ne2 == a.ne3, b.ne3 == 1)",
+          "shape")
     return Spec(I32 if a.type == I32 else F32, (a.ne[0], b.ne[0], b.ne[1], b.ne[2]))
 
 
@@ -391,9 +403,11 @@ def _arange(start, stop, step):
 def _rope(a, pos, freq_factors, n_dims, mode, **_):
     _unary_like(a)
     _need(mode in ROPE_MODES.values(), f"rope mode {mode} is not supported (0 normal, 2 neox)", "param")
-    _need(0 < n_dims <= a.ne[0] and n_dims % 2 == 0, f"rope n_dims {n_dims} must be even and within ne0 {a.ne[0]}", "param")
+    _need(0 < n_dims <= a.ne[0] and n_dims % 2 == 0,
+          f"rope n_dims {n_dims} must be even and within ne0 {a.ne[0]}", "param")
     _need(pos.type == I32 and pos.ne[0] == a.ne[2] and pos.nelements == pos.ne[0],
-          f"rope positions must be an i32 vector of a.ne2 = {a.ne[2]} values, got {pos.type.name} {list(pos.ne)}", "shape")
+          f"rope positions must be an i32 vector of a.ne2 = {a.ne[2]} values, got {pos.type.name} {list(pos.ne)}",
+          "shape")
     if freq_factors is not None:
         _need(freq_factors.type == F32 and freq_factors.ne[0] >= n_dims // 2,
               f"rope freq_factors must be f32 with >= n_dims/2 = {n_dims // 2} values", "shape")
@@ -421,7 +435,8 @@ def _wkv6(k, v, r, tf, td, state):
         _need(t.ne[:3] == (S, H, T), f"rwkv_wkv6: {nm} {list(t.ne)} must be [{S}, {H}, {T}]", "shape")
     _need(tf.nelements == S * H, f"rwkv_wkv6: tf must hold S*H = {S * H} values", "shape")
     n_seqs = state.ne[1]
-    _need(state.nelements == S * S * H * n_seqs, f"rwkv_wkv6: state must hold S*S*H*n_seqs = {S * S * H * n_seqs} values", "shape")
+    _need(state.nelements == S * S * H * n_seqs,
+          f"rwkv_wkv6: state must hold S*S*H*n_seqs = {S * S * H * n_seqs} values", "shape")
     return Spec(F32, (S * H, T + S * n_seqs, 1, 1))
 
 
@@ -431,7 +446,8 @@ def _wkv7(r, w, k, v, a, b, state):
     for nm, t in (("r", r), ("w", w), ("v", v), ("a", a), ("b", b)):
         _need(t.ne[:3] == (S, H, T), f"rwkv_wkv7: {nm} {list(t.ne)} must be [{S}, {H}, {T}]", "shape")
     n_seqs = state.ne[1]
-    _need(state.nelements == S * S * H * n_seqs, f"rwkv_wkv7: state must hold S*S*H*n_seqs = {S * S * H * n_seqs} values", "shape")
+    _need(state.nelements == S * S * H * n_seqs,
+          f"rwkv_wkv7: state must hold S*S*H*n_seqs = {S * S * H * n_seqs} values", "shape")
     return Spec(F32, (S * H, T + S * n_seqs, 1, 1))
 
 

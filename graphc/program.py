@@ -13,7 +13,7 @@ from .ir import Graph, Tensor, role_of
 from .ops import ALIAS_ONLY, get_op
 
 __all__ = ["ALIAS_ONLY", "ALIGN", "ArenaPlan", "Kernel", "Program", "is_writer", "materialised", "region_of",
-           "root_of", "unfused"]
+           "root_of", "unfused", "written_roots"]
 ALIGN = 64   # bytes; every arena offset is a multiple (cache line, AVX-512 vector)
 
 
@@ -26,6 +26,11 @@ def is_writer(t: Tensor) -> bool:
     return t.view_src is not None and t.op not in ALIAS_ONLY
 
 
+def written_roots(nodes: "list[Tensor]") -> set[int]:
+    """ids of the roots some node writes into (cpy/set/set_rows results are views of their destination)."""
+    return {id(n.view_src) for n in nodes if is_writer(n)}
+
+
 @dataclass(eq=False)
 class Kernel:
     name: str                     # synthesised identifier, e.g. k3_rms_norm_mul (never a tensor name)
@@ -33,7 +38,8 @@ class Kernel:
     kind: str                     # elementwise | reduce | matmul | dequant_matmul | view | other
     outputs: list[Tensor] = field(default_factory=list)   # nodes whose values leave the kernel
     inputs: list[Tensor] = field(default_factory=list)    # tensors read from outside the kernel
-    attrs: dict = field(default_factory=dict)   # kind-specific facts, e.g. dequant_matmul {"form": "gemv", "wtype": "q4_0"}
+    # kind-specific facts, e.g. dequant_matmul {"form": "gemv", "wtype": "q4_0"}
+    attrs: dict = field(default_factory=dict)
 
     @property
     def ops(self) -> list[str]:

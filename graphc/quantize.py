@@ -320,7 +320,8 @@ def plan_spec(graph: Graph, spec: QuantSpec) -> QuantPlan:
     unused = [k for k, _ in spec.overrides if k not in used_keys]
     if unused:
         names = ", ".join(_short(t.name) for t in leafs[:8]) + (", ..." if len(leafs) > 8 else "")
-        raise CompileError(f"quantize override {unused[0]!r} matches no weight of the graph (weights: {names or 'none'})")
+        raise CompileError(f"quantize override {unused[0]!r} matches no weight of the graph "
+                           f"(weights: {names or 'none'})")
     return QuantPlan(spec.default, decisions)
 
 
@@ -346,7 +347,8 @@ def _decide(t: Tensor, spec: QuantSpec, m: tuple[str, str] | None, users) -> Dec
         return _keep(t, "1-D", "1-D (norm weight or bias)")
     mm, gr, other, chain = _uses(t, users)
     if other:
-        return refuse("other-use", f"also feeds {', '.join(sorted(set(other)))}; only mul_mat/get_rows weights change type")
+        return refuse("other-use",
+                      f"also feeds {', '.join(sorted(set(other)))}; only mul_mat/get_rows weights change type")
     if forced is None:
         if not mm and not gr:
             return _keep(t, "unused", "feeds no mul_mat")
@@ -384,7 +386,8 @@ def source_values(t: Tensor, value: Any = None) -> np.ndarray:
     if arr.dtype == np.uint8 or (t.type.name == "bf16" and arr.dtype == np.uint16):
         raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
         if raw.size != t.nbytes:
-            raise CompileError(f"weight {t.name!r}: {raw.size} bytes of {t.type.name} data, the tensor needs {t.nbytes}")
+            raise CompileError(f"weight {t.name!r}: {raw.size} bytes of {t.type.name} data, "
+                               f"the tensor needs {t.nbytes}")
         vals = quants.decode(raw, t.type, ne0) if t.nelements else np.zeros((0, ne0), np.float32)
         return np.asarray(vals, dtype=np.float32).reshape(-1, ne0)
     if arr.dtype.kind != "f":

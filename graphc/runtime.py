@@ -27,11 +27,11 @@ import numpy as np
 from . import quants
 from .errors import CompileError, GraphcError, RunError
 from .ir import Flag, Graph, Tensor, full_numpy_shape
-from .program import is_writer, root_of
+from .program import root_of, written_roots
 from .types import GGMLType
 
 __all__ = ["Memory", "MemoryIO", "bf16_bits_to_f32", "cast_to", "compute_dtype", "encode_leaf", "f32_to_bf16_bits",
-           "shape_matches", "shareable", "to_tensor_values", "value_dtype", "written_roots"]
+           "shape_matches", "shareable", "to_tensor_values", "value_dtype"]
 
 
 def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
@@ -179,11 +179,6 @@ class Memory:
             self.rows_raw(t)[idx] = np.asarray(raw, dtype=np.uint8).reshape(rows.shape[0], -1)
 
 
-def written_roots(graph: Graph) -> set[int]:
-    """Roots some node writes into (cpy/set/set_rows results are views of their destination)."""
-    return {id(n.view_src) for n in graph.nodes if is_writer(n)}
-
-
 def shareable(t: Tensor, data: np.ndarray, written: set[int]) -> bool:
     """Leaf data used in place, without a copy: read-only data (a file mapping) of a weight or constant
     leaf that no node writes into. Inputs and state are written by design, so they get their own copy."""
@@ -244,7 +239,7 @@ class MemoryIO:
     def _bind_leaf_data(self) -> None:
         """Give every leaf with data its bytes: read-only file mappings in place (zero-copy: the weight
         buffer IS the mapping), everything else copied into the leaf's own buffer."""
-        written = written_roots(self.graph)
+        written = written_roots(self.graph.nodes)
         for t in self.graph.leafs:
             if t.data is None:
                 continue

@@ -51,9 +51,11 @@ def compare(actual: Arr, expected: Arr, tol: float, what: str = "") -> float:
     fa, fb = np.isfinite(a), np.isfinite(b)
     bad = fa != fb
     bad |= ~fa & ~fb & ~((np.isnan(a) & np.isnan(b)) | (a == b))
-    assert not bad.any(), f"{what}: non-finite mismatch at {np.argwhere(bad)[:5].tolist()}: {a[bad][:5]} vs {b[bad][:5]}"
+    assert not bad.any(), (f"{what}: non-finite mismatch at {np.argwhere(bad)[:5].tolist()}: "
+                           f"{a[bad][:5]} vs {b[bad][:5]}")
     err = nmse(a[fa], b[fb])
-    assert err <= tol, f"{what}: NMSE {err:.3g} > {tol:.3g} (max abs diff {np.max(np.abs(a[fa] - b[fb]), initial=0):.3g})"
+    assert err <= tol, (f"{what}: NMSE {err:.3g} > {tol:.3g} "
+                        f"(max abs diff {np.max(np.abs(a[fa] - b[fb]), initial=0):.3g})")
     return err
 
 
@@ -581,7 +583,8 @@ case("mul_mat-permuted", [In("a", "f32", (16, 3, 6)), In("b", "f32", (16, 6, 5))
      # llama-style: both operands permuted views (dims 1<->2), not transposed
      lambda g, T: g.mul_mat(g.permute(T["a"], 0, 2, 1, 3), g.permute(T["b"], 0, 2, 1, 3)),
      lambda X: matmul_np(np.swapaxes(X["a"], 1, 2), np.swapaxes(X["b"], 1, 2)),
-     lambda ctx, T: gg.ggml_mul_mat(ctx, gg.ggml_permute(ctx, T["a"], 0, 2, 1, 3), gg.ggml_permute(ctx, T["b"], 0, 2, 1, 3)))
+     lambda ctx, T: gg.ggml_mul_mat(ctx, gg.ggml_permute(ctx, T["a"], 0, 2, 1, 3),
+                                    gg.ggml_permute(ctx, T["b"], 0, 2, 1, 3)))
 case("mul_mat-f16", [In("a", "f16", (64, 6, 2)), In("b", "f32", (64, 5, 2))],
      lambda g, T: g.mul_mat(T["a"], T["b"]), lambda X: matmul_np(X["a"], X["b"]),
      lambda ctx, T: gg.ggml_mul_mat(ctx, T["a"], T["b"]))
@@ -888,8 +891,8 @@ def _fa_case(id, D, Dv, Nq, Nk, H, Hk, B=1, kv="f32", mask=True, mask_rows=None,
 
 
 _F16_KV_WHY = ("with f16 K/V ggml rounds q to f16 (K's vec_dot_type) and accumulates V*softmax in f16 "
-               "(VKQ16), which ref does not emulate (observed NMSE <= 4e-7 over few keys); test-backend-ops allows 5e-4, "
-               "we 1e-5 where the key count is small")
+               "(VKQ16), which ref does not emulate (observed NMSE <= 4e-7 over few keys); "
+               "test-backend-ops allows 5e-4, we 1e-5 where the key count is small")
 _fa_case("flash_attn_ext-f32", 16, 16, 3, 10, 4, 4)
 _fa_case("flash_attn_ext-gqa-nomask", 16, 16, 4, 7, 4, 2, mask=False)
 _fa_case("flash_attn_ext-dv-batch", 16, 8, 2, 6, 2, 1, B=2, mask_rows=5)
@@ -1081,7 +1084,8 @@ case("set_rows-then-get_rows",
       In("j", "i32", (6,), ints(0, 6))],
      lambda g, T: (lambda c: (c, g.get_rows(c, T["j"])))(g.set_rows(T["cache"], T["k"], T["i"])),
      lambda X: get_rows_np(set_rows_np(X["cache"], X["k"], X["i"], f16), X["j"]),
-     lambda ctx, T: (lambda c: (c, gg.ggml_get_rows(ctx, c, T["j"])))(gg.ggml_set_rows(ctx, T["cache"], T["k"], T["i"])))
+     lambda ctx, T: (lambda c: (c, gg.ggml_get_rows(ctx, c, T["j"])))(
+         gg.ggml_set_rows(ctx, T["cache"], T["k"], T["i"])))
 
 # --- edge values: ties, exact zeros, infinities, long contexts ------------------------------------
 

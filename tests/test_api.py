@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -144,7 +143,8 @@ def test_run_errors_are_clear(weights, rng):
         m.run({"x": x, "w": weights["w"]})
     with pytest.raises(RunError, match=r"missing input\(s\) 'x'"):
         m.run({})
-    with pytest.raises(RunError, match=r"input 'x' has numpy shape \(3, 24\) \(ggml ne \[24, 3, 1, 1\]\), got \(24, 3\)"):
+    with pytest.raises(RunError,
+                       match=r"input 'x' has numpy shape \(3, 24\) \(ggml ne \[24, 3, 1, 1\]\), got \(24, 3\)"):
         m.run({"x": x.T})
     with pytest.raises(RunError, match=r"input 'x' has numpy shape .* got \(2, 3, 24\)"):
         m.run({"x": np.stack([x, x])})

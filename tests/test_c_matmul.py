@@ -384,7 +384,8 @@ def test_supports(tmp_path):
     cc = _cc()
     assert cc, "no C compiler: graphc's C target needs one (a broken setup, not a skip)"
     (tmp_path / "s.c").write_text('#include "matmul.h"\n'
-                                  "int sup(const gc_tensor *d, const gc_tensor *const *s) { return gc_supports_mul_mat(d, s, 0); }\n")
+                                  "int sup(const gc_tensor *d, const gc_tensor *const *s) "
+                                  "{ return gc_supports_mul_mat(d, s, 0); }\n")
     so = tmp_path / "s.so"
     subprocess.run([cc, "-O2", *WFLAGS, "-fPIC", "-shared", f"-I{KERNELS}", str(tmp_path / "s.c"),
                     "-o", str(so), "-lm"], check=True)

@@ -7,8 +7,8 @@ compiled (not run) for every x86 tier in TIERS, so a warning in a SIMD path this
 (test_headers_compile_alone). A graph from tests/op_cases.py (plus extra cases here) runs node by node
 on the ref target's own memory: nodes whose op the library provides call the C function on gc_tensor
 descriptors of ref's buffers (views keep their offsets and strides), with nth = 1 or 3 (threads
-simulated by calling ith = 0..2 in turn); other nodes run on ref. Results must match a pure ref run: bytes exactly for copies, gathers, scatters and
-quantization, NMSE <= 1e-7 for f32 arithmetic.
+simulated by calling ith = 0..2 in turn); other nodes run on ref. Results must match a pure ref run:
+bytes exactly for copies, gathers, scatters and quantization, NMSE <= 1e-7 for f32 arithmetic.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +85,8 @@ def _cdef() -> str:
     decls = ["typedef struct gc_tensor { char *data; int64_t ne[4]; int64_t nb[4]; int32_t type; } gc_tensor;",
              "typedef struct gc_ctx { int n_threads; void **scratch; size_t scratch_size; } gc_ctx;", body]
     for op in sorted(PROVIDED):
-        decls.append(f"void h_op_{op}(const gc_ctx *, const gc_tensor *, const gc_tensor *const *, const void *, int, int);")
+        decls.append(f"void h_op_{op}(const gc_ctx *, const gc_tensor *, const gc_tensor *const *, const void *, "
+                     "int, int);")
     for op in sorted(_scratch_ops()):
         decls.append(f"size_t hs_{op}(const gc_tensor *, const gc_tensor *const *, const void *);")
     return "\n".join(decls)

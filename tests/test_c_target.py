@@ -36,6 +36,11 @@ from graphc.targets.c import build as cbuild
 F32_BOUND = 1e-7
 QUANT_BOUND = 1e-5
 DEQUANT_BOUND = 5e-4
+# A whole decoder: its quantized matmuls differ from ref's by f32 ulps (block-sum order); the attention's
+# kq = K(f16) x q converts q to f16 as ggml does, and a q element that an ulp moves across an f16 rounding
+# boundary changes by ~1e-3 relative (measured on an AVX2 EPYC: 4 of 40 seeds reach NMSE 6e-5..8e-5 at the
+# third step; the others stay at 1e-15). The bound allows such flips and still catches a wrong kernel.
+DECODER_BOUND = 1e-3
 UNSUPPORTED = re.compile(r"^op \S+ is not supported on target c yet")
 _DECODER_DIR = os.path.join(os.path.dirname(__file__), "..", "examples")
 
@@ -133,7 +138,7 @@ def test_tiny_decoder_matches_ref(rng):
     mr = graphc.compile(g, target="ref", weights=w)
     for step in range(3):
         feeds = td.step_inputs(cfg, [int(x) for x in rng.integers(0, cfg.n_vocab, 3)], 3 * step)
-        _check_outputs(mc.run(feeds), mr.run(feeds), QUANT_BOUND, False, f"decoder step {step}")
+        _check_outputs(mc.run(feeds), mr.run(feeds), DECODER_BOUND, False, f"decoder step {step}")
 
 
 # --- runtime behaviour -----------------------------------------------------------------------------

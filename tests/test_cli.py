@@ -59,7 +59,8 @@ def test_inspect(model, capsys):
     assert "graph cli mlp: 3 leafs, 3 nodes" in out
     for word in ("mul_mat", "soft_max", "get_rows", "in", "param", "ops:", "bytes by role"):
         assert word in out
-    by_role = {ln.split()[0]: int(ln.split()[1].replace(",", "")) for ln in out.split("bytes by role")[1].splitlines()[1:]}
+    by_role = {ln.split()[0]: int(ln.split()[1].replace(",", ""))
+               for ln in out.split("bytes by role")[1].splitlines()[1:]}
     assert by_role["inputs"] == N * K * 4 + 3 * 4
     assert by_role["params"] == M * K * 4
     assert by_role["outputs"] == N * M * 4 + 3 * K * 4

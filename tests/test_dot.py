@@ -281,7 +281,8 @@ def test_odd_names_and_values_roundtrip_and_render(tmp_path):
     text = roundtrip(g)
     path = tmp_path / "odd.dot"
     path.write_text(text, encoding="utf-8")
-    r = subprocess.run([graphviz(), "-Tsvg", str(path), "-o", str(tmp_path / "odd.svg")], capture_output=True, timeout=60)
+    r = subprocess.run([graphviz(), "-Tsvg", str(path), "-o", str(tmp_path / "odd.svg")],
+                       capture_output=True, timeout=60)
     assert r.returncode == 0 and b"Warning" not in r.stderr and b"Error" not in r.stderr, r.stderr
     assert parse(text).attrs["graphc_version"] == "1"
 
@@ -367,7 +368,8 @@ def _mutate(text: str, rng: np.random.Generator) -> str:
         nums = list(re.finditer(r"[0-9]+", text))
         if nums:
             m = nums[int(rng.integers(len(nums)))]
-            return text[:m.start()] + str(int(rng.choice([0, 1, 2, 3, 7, 64, 2**31, 2**40, 2**63, 10**30]))) + text[m.end():]
+            new = int(rng.choice([0, 1, 2, 3, 7, 64, 2**31, 2**40, 2**63, 10**30]))
+            return text[:m.start()] + str(new) + text[m.end():]
     else:                                                 # swap two lines
         if len(lines) > 1:
             i, j = rng.integers(len(lines), size=2)

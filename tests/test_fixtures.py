@@ -7,10 +7,14 @@ itself approximates, the bound is widened per node, with the reason and the NMSE
 
 | config | fixture, nodes | measured | bound | why |
 |---|---|---|---|---|
-| default (exact gelu) | mlp: h, W2_h, logits, y | 1.0e-7 | 4e-7 | ggml's gelu is a 16-bit f16 lookup table (~3e-4 relative) in all builds |
+| default (exact gelu) | mlp: h, W2_h, logits, y | 1.0e-7 | 4e-7 | (1) |
 | any | 2024-05 ffn_*: gate_silu, gate_x_up | 1.2e-7 | 4e-7 | 2024-05 silu uses an f16 lookup table |
-| any | 2024-05 ffn_*: y | 6.6e-6 | 3e-5 | ...and those small silu differences flip roundings when y's mul_mat quantizes its activations to q8_0 |
-| dequant | ffn_*: every node | 1.5e-4 | 5e-4 | ggml quantizes activations to q8_0 (~1e-2 relative) for q4_0/q8_0 weights; "dequant" does f32 math |
+| any | 2024-05 ffn_*: y | 6.6e-6 | 3e-5 | (2) |
+| dequant | ffn_*: every node | 1.5e-4 | 5e-4 | (3) |
+
+(1) ggml's gelu is a 16-bit f16 lookup table (~3e-4 relative) in all builds.
+(2) ...and those small silu differences flip roundings when y's mul_mat quantizes its activations to q8_0.
+(3) ggml quantizes activations to q8_0 (~1e-2 relative) for q4_0/q8_0 weights; "dequant" does f32 math.
 
 With ref's ggml emulation (quant_matmul="ggml", gelu_table=True) everything else, 2024-05's f16-table
 soft_max included, stays below 1e-7 (measured <= 3e-8).
@@ -148,7 +152,8 @@ def test_fixture_run_errors_name_the_problem():
     with pytest.raises(RunError, match=r"unknown input 'positions'; the inputs are: 'x' \(8, 64\) float32 \(f32\), "
                                        r"'pos' \(8,\) int32 \(i32\), 'kq_mask' \(8, 8\) float32"):
         m.run({**good, "positions": good["pos"]})
-    with pytest.raises(RunError, match=r"input 'x' has numpy shape \(8, 64\) \(ggml ne \[64, 8, 1, 1\]\), got \(64, 8\)"):
+    with pytest.raises(RunError,
+                       match=r"input 'x' has numpy shape \(8, 64\) \(ggml ne \[64, 8, 1, 1\]\), got \(64, 8\)"):
         m.run({**good, "x": good["x"].reshape(64, 8)})
     with pytest.raises(RunError, match="'pos' is i32 and takes integer data, got float32"):
         m.run({**good, "pos": good["pos"].astype(np.float32)})

@@ -25,7 +25,7 @@ from graphc.frontends.ggml_enums import ERAS
 from graphc.ir import Flag
 
 import fixture_graph as fg
-from test_fixtures import CONFIGS, bound, nmse
+from test_fixtures import bound, configured, nmse
 
 # 2024-05 files fit older eras too; test_era_hint_and_strict checks that loading them warns.
 pytestmark = pytest.mark.filterwarnings("ignore:.*fits ggml eras that read it differently:UserWarning")
@@ -92,7 +92,8 @@ def test_leaf_data_is_the_npz_bytes_and_maps_the_file(build, name):
 def test_compiled_export_reproduces_ggml(build, name):
     f = fg.rebuild(build, name, with_data=False)
     g, info = gb.load_with_info(_path(build, name), inputs=f.meta["inputs"], outputs=f.meta["outputs"])
-    m = graphc.compile(g, target="ref", passes=False, **CONFIGS["ggml"])   # intermediates are read
+    g, opts = configured(g, "ggml")
+    m = graphc.compile(g, target="ref", passes=False, **opts)   # intermediates are read
     inputs = {n: info.leaf_data[n].view(g.get(n).type.np_dtype).reshape(g.get(n).shape) for n in f.meta["inputs"]}
     out = m.run(inputs)
     assert set(f.meta["outputs"]) <= set(out)
@@ -115,9 +116,9 @@ def test_era_hint_and_strict():
         g, info = gb.load_with_info(p)
     # GELU is unary id 8 from 2024-05-01; before, id 8 was GELU_QUICK: the bytes fit both readings
     assert info.alternatives and "gelu_quick" in " ".join(info.alternatives)
-    assert g.get("h").params == {"op": "gelu"}
+    assert g.get("h").params == {"op": "gelu", "table": False}
     old, old_info = gb.load_with_info(p, era="04848e2c")
-    assert old.get("h").params == {"op": "gelu_quick"} and "04848e2c" in old_info.era
+    assert old.get("h").params == {"op": "gelu_quick", "table": False} and "04848e2c" in old_info.era
     with pytest.raises(ParseError, match=r"mlp.ggml at byte 24: the file fits ggml eras that read it differently"):
         gb.load(p, strict=True)
     with pytest.raises(ParseError, match=r"no known ggml era 'ffffff'"):

@@ -119,7 +119,8 @@ def _per_op_graphs() -> dict[str, list[Graph]]:
     add("rope", lambda b: b.rope(f32(b, 8, 2, 3, name="q"), f32(b, 3, type="i32", name="pos"), 4))
 
     def _fa(b):
-        q, k, v = f32(b, 8, 3, 4, name="q"), f32(b, 8, 5, 2, type="f16", name="k"), f32(b, 8, 5, 2, type="f16", name="v")
+        q = f32(b, 8, 3, 4, name="q")
+        k, v = f32(b, 8, 5, 2, type="f16", name="k"), f32(b, 8, 5, 2, type="f16", name="v")
         return b.flash_attn_ext(q, k, v, f32(b, 5, 3, type="f16", name="mask"), 0.125, 0.0, 30.0)
     add("flash_attn_ext", _fa)
 
@@ -164,7 +165,7 @@ def test_kv_cache_view_relation_is_printed_and_checked():
     bad = text.replace("view_of(%1, 48)", "view_of(%1, 16)")
     with pytest.raises(ParseError, match=r"views %1 at offset 48") as e:
         loads(bad)
-    assert e.value.line == bad.splitlines().index(next(l for l in bad.splitlines() if "16)" in l)) + 1
+    assert e.value.line == bad.splitlines().index(next(ln for ln in bad.splitlines() if "16)" in ln)) + 1
     # leaving the relation out is fine: it is derived
     g2 = loads(re.sub(r" view_of\(%\d+, \d+\)", "", text))
     assert graphs_equal(g, g2)
@@ -667,16 +668,18 @@ def plausible_text(draw) -> str:
     for i in range(n_leaf, n_leaf + draw(st.integers(1, 4))):
         op = draw(st.sampled_from(sorted(set(ops.OPS) - {"none"})))
         d = ops.OPS[op]
-        srcs = [draw(st.sampled_from([f"%{j}" for j in range(i)] + ["_"])) for _ in range(draw(st.integers(0, len(d.srcs))))]
-        vals = st.sampled_from(["0", "1", "-1", "3", "2147483648", "1e-5", "-inf", "nan", "[0, 1, 2, 3]", "[3, 3, 3, 3]",
-                                "[1, 2]", '"f"', "silu", "swiglu", "true"])
+        srcs = [draw(st.sampled_from([f"%{j}" for j in range(i)] + ["_"]))
+                for _ in range(draw(st.integers(0, len(d.srcs))))]
+        vals = st.sampled_from(["0", "1", "-1", "3", "2147483648", "1e-5", "-inf", "nan", "[0, 1, 2, 3]",
+                                "[3, 3, 3, 3]", "[1, 2]", '"f"', "silu", "swiglu", "true"])
         params = [f"{p.name}={draw(vals)}" for p in d.params if draw(st.booleans())]
         t = draw(st.sampled_from(["f32", "f16", "i32", "q8_0"]))
         dims = draw(st.lists(small, min_size=1, max_size=4))
-        attrs = draw(st.lists(st.sampled_from(["input", "output", "state", "nb[4, 16, 64, 64]", f"view_of(%{i - 1}, 0)"]),
+        attrs = draw(st.lists(st.sampled_from(["input", "output", "state", "nb[4, 16, 64, 64]",
+                                               f"view_of(%{i - 1}, 0)"]),
                               max_size=2, unique=True))
-        lines.append(f'%{i} "n{i}" = {op}({", ".join(srcs)}) {{{", ".join(params)}}} : {t}[{", ".join(map(str, dims))}] '
-                     + " ".join(attrs))
+        lines.append(f'%{i} "n{i}" = {op}({", ".join(srcs)}) {{{", ".join(params)}}} : '
+                     f'{t}[{", ".join(map(str, dims))}] ' + " ".join(attrs))
     return "\n".join(lines) + "\n"
 
 

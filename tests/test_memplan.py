@@ -22,7 +22,7 @@ from graphc import memplan
 from graphc.builder import GraphBuilder
 from graphc.errors import GraphError, RunError
 from graphc.ir import Graph, Tensor, full_numpy_shape, new_tensor
-from graphc.program import ALIGN, Kernel, Program, root_of, unfused
+from graphc.program import ALIGN, Kernel, Program, unfused
 from graphc.targets.ref import RefExecutable
 
 import fixture_graph as fg
@@ -380,7 +380,7 @@ def random_graph(draw):
     rows = draw(st.integers(1, 5))
     x = g.set_input(g.new_tensor_2d("f32", 16, rows, "x"))
     vals = [x]
-    for i in range(draw(st.integers(1, 14))):
+    for _ in range(draw(st.integers(1, 14))):
         kind = draw(st.sampled_from(["unary", "scale", "binary", "transpose", "rms_norm", "sqr", "clamp"]))
         a = draw(st.sampled_from(vals))
         if kind == "unary":

@@ -291,7 +291,8 @@ def test_tiny_q4_k_m_mix():
 @pytest.mark.parametrize("arch", ARCHS)
 def test_config_from_metadata(tmp_path, arch):
     cfg = LLMConfig.from_gguf(make_tiny_gguf(tmp_path / "m.gguf", arch, "f32"))
-    assert (cfg.arch, cfg.n_vocab, cfg.n_embd, cfg.n_layer, cfg.n_ff, cfg.context_length) == (arch, 320, 256, 2, 320, 256)
+    assert ((cfg.arch, cfg.n_vocab, cfg.n_embd, cfg.n_layer, cfg.n_ff, cfg.context_length)
+            == (arch, 320, 256, 2, 320, 256))
     if arch == "llama":
         assert (cfg.n_head, cfg.n_head_kv, cfg.head_dim_k, cfg.rope_mode, cfg.rope_scale) == (4, 2, 64, 0, 0.5)
         assert cfg.kq_scale == np.float32(1 / 8) and not cfg.has_swa and cfg.rms_eps == np.float32(1e-5)

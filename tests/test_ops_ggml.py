@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from graphc.errors import CompileError
-from graphc.ir import full_numpy_shape
-from graphc.types import TYPES_BY_ID, get_type
+from graphc.types import TYPES_BY_ID
 from op_cases import CASES, GGML_MODE, Case, compare, ggml_dequantize, ggml_type_id, prepare
 from test_ops import run_ref
 

@@ -91,7 +91,8 @@ def test_compile_bytes_match_gguf(qt, rng, tmp_path):
             t = mod.graph.get(name)
             assert t.type.name == qt and t.nb[1] == graphc.get_type(qt).row_bytes(t.ne[0])
             got = raw_of(mod, name)
-            assert got.size == want.size and np.array_equal(got, want), f"{qt} {name}: {np.count_nonzero(got != want)} bytes differ"
+            assert got.size == want.size and np.array_equal(got, want), \
+                f"{qt} {name}: {np.count_nonzero(got != want)} bytes differ"
     for name in set(SOURCE) - changed:              # the rest keep type and bytes
         assert m.graph.get(name).type.name == SOURCE[name]
 
@@ -322,7 +323,8 @@ def test_cli_save_gguf(files, capsys):
 def test_cli_errors(files, capsys):
     d, _, _ = files
     base = ["compile", d / "m.graph", "-o", d / "art", "--weights", d / "w.npz"]
-    for extra, needle in ((["--quantize", "q9_9"], "q9_9"), (["--quantize", "q4_0", "--quantize-override", "w"], "NAME=TYPE"),
+    for extra, needle in ((["--quantize", "q9_9"], "q9_9"),
+                          (["--quantize", "q4_0", "--quantize-override", "w"], "NAME=TYPE"),
                           (["--quantize", "q4_0", "--quantize-override", "w_odd=q4_0"], "w_odd"),
                           (["--quantize", "q4_0", "--quantize-override", "zz=q4_0"], "matches no weight")):
         rc, out, err = cli(capsys, *base, *extra)
@@ -348,7 +350,8 @@ def test_views_and_hand_made_plans(rng):
         plan(graph, "q8_0", overrides={"a": "q8_0"})
     with pytest.raises(CompileError, match="cannot turn 'a'"):
         apply(graph, {"a": "q8_0"})
-    w = {"a": rng.standard_normal((64, 128)).astype(np.float32), "b": rng.standard_normal((32, 2, 64)).astype(np.float32)}
+    w = {"a": rng.standard_normal((64, 128)).astype(np.float32),
+         "b": rng.standard_normal((32, 2, 64)).astype(np.float32)}
     inp = {"x": rng.standard_normal((2, 3, 64)).astype(np.float32)}
     m = graphc.compile(graph, weights=w, quantize="q8_0")
     assert m.graph.get("b").type.name == "q8_0"

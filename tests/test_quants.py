@@ -5,7 +5,6 @@ import ctypes
 import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +43,8 @@ def edge_blocks(blck: int, g: np.random.Generator) -> np.ndarray:
     v = g.standard_normal((9, blck)).astype(np.float32)
     v[0] = 0
     v[1, g.integers(blck)] = 1e4
-    v[2] = -np.abs(v[2]); v[2, g.integers(blck)] = -50
+    v[2] = -np.abs(v[2])
+    v[2, g.integers(blck)] = -50
     v[3, 0], v[3, blck - 1] = 7.0, -7.0                    # |max| tie: the first one wins
     v[3, 1:blck - 1] = np.clip(v[3, 1:blck - 1], -6, 6)
     v[4] = (g.integers(-254, 255, blck) / 2).astype(np.float32)   # halves: round-half cases
@@ -52,7 +52,8 @@ def edge_blocks(blck: int, g: np.random.Generator) -> np.ndarray:
     v[5] = 3.25
     v[6] = np.abs(v[6]) + 1
     v[7] *= 1e-6
-    v[8] = (g.integers(-8, 8, blck)).astype(np.float32); v[8, 0] = -8.0   # q4_0 d = 1 exactly
+    v[8] = (g.integers(-8, 8, blck)).astype(np.float32)
+    v[8, 0] = -8.0                                          # q4_0 d = 1 exactly
     return v
 
 
@@ -182,7 +183,8 @@ def test_plain_roundtrip(t):
     v = (g.standard_normal(shape) * 100).astype(tt.np_dtype)
     raw = Q.encode(v, tt)
     assert raw.dtype == np.uint8 and raw.ndim == 1 and raw.size == v.size * tt.size
-    assert np.array_equal(raw, np.ascontiguousarray(v.astype(np.dtype(tt.np_dtype).newbyteorder("<"))).view(np.uint8).reshape(-1))
+    little = np.ascontiguousarray(v.astype(np.dtype(tt.np_dtype).newbyteorder("<")))
+    assert np.array_equal(raw, little.view(np.uint8).reshape(-1))
     back = Q.decode(raw, tt, shape[-1])
     assert back.dtype == np.dtype(tt.np_dtype) and back.shape == (6, shape[-1])
     assert np.array_equal(back.reshape(shape), v)
@@ -211,7 +213,8 @@ def test_decode_encode_block_types():
     x = sample((2, 3, 64), 32, g)
     raw = Q.encode(x, get_type("q5_1"))
     assert raw.shape == (6 * 48,)
-    assert np.array_equal(Q.decode(raw, get_type("q5_1"), 64).reshape(x.shape), Q.dequantize(Q.quantize(x, "q5_1"), "q5_1"))
+    assert np.array_equal(Q.decode(raw, get_type("q5_1"), 64).reshape(x.shape),
+                          Q.dequantize(Q.quantize(x, "q5_1"), "q5_1"))
     assert Q.decode(raw.reshape(2, 3, 48), get_type("q5_1"), 64).shape == (2, 3, 64)
 
 
@@ -249,9 +252,13 @@ def test_mul_mat_matches_quantized_operands(t):
     s = fp16(d*sum q) instead of d*sum q, which that formula is corrected for."""
     g = rng()
     tt = get_type(t)
-    M, N, K = int(g.integers(1, 6)), int(g.integers(1, 40)), tt.blck * int(g.integers(1, 5)) * (8 if tt.blck == 32 else 1)
+    M, N = int(g.integers(1, 6)), int(g.integers(1, 40))
+    K = tt.blck * int(g.integers(1, 5)) * (8 if tt.blck == 32 else 1)
     x = sample((M, K), tt.blck, g)
-    w = Q.quantize(sample((N, K), tt.blck, g), t) if t in Q._QUANTIZERS else random_blocks(t, N * K // tt.blck, g).reshape(N, -1)
+    if t in Q._QUANTIZERS:
+        w = Q.quantize(sample((N, K), tt.blck, g), t)
+    else:
+        w = random_blocks(t, N * K // tt.blck, g).reshape(N, -1)
     y = Q.mul_mat_quant(w, t, x)
     vt = Q.vec_dot_type(tt)
     xq = Q.quantize_activations(x, vt)

@@ -106,9 +106,11 @@ def test_state_persists_across_runs_and_resets():
     graph = g.build(total)
     ex = ref_compile(graph)
     r1, r2 = f32(2, 8), f32(2, 8)
-    ex.write(rows, r1); ex.write(idx, np.array([0, 3]))
+    ex.write(rows, r1)
+    ex.write(idx, np.array([0, 3]))
     ex.run()
-    ex.write(rows, r2); ex.write(idx, np.array([5, 1]))
+    ex.write(rows, r2)
+    ex.write(idx, np.array([5, 1]))
     ex.run()
     want = np.zeros((6, 8), np.float32)
     want[[0, 3]] = r1
@@ -144,7 +146,8 @@ def test_set_writes_a_copy_not_the_source():
     graph = g.build(s)
     av, bv = f32(6, 8), f32(2, 3)
     ex = RefExecutable(graph)
-    ex.write(a, av); ex.write(b, bv)
+    ex.write(a, av)
+    ex.write(b, bv)
     ex.run()
     want = av.copy()
     want[1:3, 4:7] = bv

@@ -487,7 +487,8 @@ def test_fetch_vocab_extracts_only_the_vocabularies(tmp_path):
     tool = _fetch_tool()
     root = "llama_cpp_python-9.9/vendor/llama.cpp/models/"
     sdist = _tarball(tmp_path / "s.tar.gz", {
-        root + "ggml-vocab-x.gguf": b"GGUF1", root + "ggml-vocab-x.gguf.inp": b"in", root + "ggml-vocab-x.gguf.out": b"1",
+        root + "ggml-vocab-x.gguf": b"GGUF1", root + "ggml-vocab-x.gguf.inp": b"in",
+        root + "ggml-vocab-x.gguf.out": b"1",
         root + "other.gguf": b"no", "llama_cpp_python-9.9/setup.py": b"no",
         root + "../../../evil-ggml-vocab-y.gguf": b"no", "a/b/vendor/llama.cpp/models/ggml-vocab-z.gguf": b"no"})
     dest = tmp_path / "dest"

@@ -139,7 +139,8 @@ def test_mapped_weights_are_never_written(tmp_path, rng):
 def test_gguf_metadata_every_value_type_matches_gguf_reader(tmp_path, rng):
     meta = {"u8": ("uint8", 200), "i8": ("int8", -5), "u16": ("uint16", 60000), "i16": ("int16", -3000),
             "u32": ("uint32", 4_000_000_000), "i32": ("int32", -7), "f32": ("float32", 0.25), "b": ("bool", True),
-            "s": ("string", "héllo ✓"), "u64": ("uint64", 2**64 - 1), "i64": ("int64", -2**63), "f64": ("float64", 1e-300),
+            "s": ("string", "héllo ✓"), "u64": ("uint64", 2**64 - 1), "i64": ("int64", -2**63),
+            "f64": ("float64", 1e-300),
             "ai": ("array", [1, 2, 3]), "af": ("array", [0.5, 1.5]), "as": ("array", ["a", "", "ccc"]),
             "ab": ("array", [True, False])}
     path = tmp_path / "m.gguf"
@@ -166,7 +167,8 @@ def test_gguf_metadata_every_value_type_matches_gguf_reader(tmp_path, rng):
 
 def test_write_gguf_round_trips_byte_for_byte_and_v2(tmp_path, rng):
     src = tmp_path / "a.gguf"
-    write_with_gguf_package(src, {"a": ("q4_K", random_raw("q4_K", rng, (3, 256))), "b": ("f16", random_raw("f16", rng, (5, 8)))},
+    write_with_gguf_package(src, {"a": ("q4_K", random_raw("q4_K", rng, (3, 256))),
+                                  "b": ("f16", random_raw("f16", rng, (5, 8)))},
                             {"name": ("string", "x"), "v": ("array", [1.0, 2.0])})
     f = read_gguf(src)
     out = tmp_path / "b.gguf"
@@ -216,7 +218,8 @@ def test_safetensors_zero_copy_every_dtype(tmp_path, rng, dtype, tname, np_dtype
         want = rng.standard_normal(shape).astype(np_dtype)
         data = want
     path = tmp_path / "m.safetensors"
-    handmade_safetensors(path, {"pad": ("U8", (3,), b"abc"), "w": (dtype, shape, np.ascontiguousarray(data).tobytes())}, pad=1)
+    handmade_safetensors(path, {"pad": ("U8", (3,), b"abc"), "w": (dtype, shape, np.ascontiguousarray(data).tobytes())},
+                         pad=1)
     f = read_safetensors(path)
     assert f.metadata == {"format": "pt"} and f.tensors["w"].shape == shape
     g = GraphBuilder()
@@ -249,9 +252,12 @@ def test_conversions_between_stored_and_graph_types(tmp_path, rng):
     np.testing.assert_array_equal(tensor_data(wf, "i", leaf("i32")).view(np.int32), np.arange(256))
     raw = tensor_data(wf, "u8", leaf("q4_0"))                                               # uint8 = raw bytes
     assert np.shares_memory(raw, wf.mapping)
-    with pytest.raises(CompileError, match=r"integer and float.*graph tensor 't' is f32 ne \[64, 4, 1, 1\].*'i' is I64 shape \(4, 64\)"):
+    with pytest.raises(CompileError,
+                       match=r"integer and float.*graph tensor 't' is f32 ne \[64, 4, 1, 1\]"
+                             r".*'i' is I64 shape \(4, 64\)"):
         tensor_data(wf, "i", leaf("f32"))
-    with pytest.raises(CompileError, match=r"shapes differ: graph tensor 't' is f32 ne \[32, 8, 1, 1\].*'f' is F32 shape \(4, 64\)"):
+    with pytest.raises(CompileError,
+                       match=r"shapes differ: graph tensor 't' is f32 ne \[32, 8, 1, 1\].*'f' is F32 shape \(4, 64\)"):
         tensor_data(wf, "f", graphc.ir.new_tensor("t", "f32", (32, 8)))
     with pytest.raises(CompileError, match=r"has no tensor 'bg'.*nearest: 'bf'"):
         tensor_data(wf, "bg", leaf("f32"))
@@ -296,7 +302,8 @@ def test_numpy_files_mapped_and_checked(tmp_path, rng):
 
 def small_gguf(tmp_path, rng) -> bytes:
     path = tmp_path / "small.gguf"
-    write_with_gguf_package(path, {"a": ("q4_0", random_raw("q4_0", rng, (2, 32))), "b": ("f32", random_raw("f32", rng, (1, 4)))},
+    write_with_gguf_package(path, {"a": ("q4_0", random_raw("q4_0", rng, (2, 32))),
+                                   "b": ("f32", random_raw("f32", rng, (1, 4)))},
                             {"s": ("string", "hi"), "arr": ("array", ["x", "yy"]), "n": ("uint32", 7)})
     return path.read_bytes()
 
@@ -320,13 +327,20 @@ CRAFTED = {
     "160-byte file claims 2^40 kv": (gguf_header(0, 2**40) + b"\0" * 136, "metadata entries cannot fit"),
     "2^63 tensors": (gguf_header(2**63, 0), "tensors cannot fit"),
     "1 TiB key": (gguf_header(0, 1) + struct.pack("<Q", 2**40) + b"\0" * 130, "over the limit"),
-    "string past the end": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<IQ", 8, 5000) + b"\0" * 20, "needs 5000 bytes"),
-    "2^31 element array": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<IIQ", 9, 0, 2**31) + b"\0" * 40, "over the limit"),
-    "array of strings too long": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<IIQ", 9, 8, 10**8) + b"\0" * 40, "array of 100000000 STRING"),
-    "unknown value type": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<I", 13) + b"\0" * 16, "unknown value type 13"),
-    "alignment 0": (gguf_header(0, 1) + gstr(b"general.alignment") + struct.pack("<II", 4, 0) + b"\0" * 16, "power of two"),
-    "alignment 2^31": (gguf_header(0, 1) + gstr(b"general.alignment") + struct.pack("<II", 4, 2**31) + b"\0" * 16, "power of two"),
-    "alignment as u64": (gguf_header(0, 1) + gstr(b"general.alignment") + struct.pack("<IQ", 10, 32) + b"\0" * 16, "UINT32"),
+    "string past the end": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<IQ", 8, 5000) + b"\0" * 20,
+                            "needs 5000 bytes"),
+    "2^31 element array": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<IIQ", 9, 0, 2**31) + b"\0" * 40,
+                           "over the limit"),
+    "array of strings too long": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<IIQ", 9, 8, 10**8) + b"\0" * 40,
+                                  "array of 100000000 STRING"),
+    "unknown value type": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<I", 13) + b"\0" * 16,
+                           "unknown value type 13"),
+    "alignment 0": (gguf_header(0, 1) + gstr(b"general.alignment") + struct.pack("<II", 4, 0) + b"\0" * 16,
+                    "power of two"),
+    "alignment 2^31": (gguf_header(0, 1) + gstr(b"general.alignment") + struct.pack("<II", 4, 2**31) + b"\0" * 16,
+                       "power of two"),
+    "alignment as u64": (gguf_header(0, 1) + gstr(b"general.alignment") + struct.pack("<IQ", 10, 32) + b"\0" * 16,
+                         "UINT32"),
     "5 dims": (gguf_header(1, 0) + tinfo(ne=(1, 1, 1, 1, 1)) + b"\0" * 64, "at most 4"),
     "dims overflow": (gguf_header(1, 0) + tinfo(ne=(2**32, 2**32)) + b"\0" * 64, "2\\^63-1 elements"),
     "2^42 dim wrapping": (gguf_header(1, 0) + tinfo(ne=(2**62, 4), type_id=0) + b"\0" * 64, "elements|exceed"),
@@ -335,9 +349,12 @@ CRAFTED = {
     "data past the end": (gguf_header(1, 0) + tinfo(ne=(16,)) + b"\0" * 64, "past the end"),
     "unaligned offset": (gguf_header(1, 0) + tinfo(ne=(4,), offset=4) + b"\0" * 128, "not a multiple"),
     "name of 64 bytes": (gguf_header(1, 0) + tinfo(name=b"n" * 64) + b"\0" * 64, "at most 63"),
-    "duplicate tensor": (gguf_header(2, 0) + tinfo(ne=(4,)) + tinfo(ne=(4,), offset=32) + b"\0" * 96, "duplicate tensor"),
-    "duplicate key": (gguf_header(0, 2) + (gstr(b"k") + struct.pack("<IB", 0, 1)) * 2 + b"\0" * 16, "duplicate metadata"),
-    "nested too deep": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 6 + b"\0" * 64, "nested"),
+    "duplicate tensor": (gguf_header(2, 0) + tinfo(ne=(4,)) + tinfo(ne=(4,), offset=32) + b"\0" * 96,
+                         "duplicate tensor"),
+    "duplicate key": (gguf_header(0, 2) + (gstr(b"k") + struct.pack("<IB", 0, 1)) * 2 + b"\0" * 16,
+                      "duplicate metadata"),
+    "nested too deep": (gguf_header(0, 1) + gstr(b"k") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 6
+                        + b"\0" * 64, "nested"),
 }
 
 
@@ -412,7 +429,8 @@ def check_parse(cls_read, path: str) -> None:
 MUTATION = st.one_of(
     st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(1, 255)),
     st.tuples(st.just("cut"), st.integers(0, 10**6), st.just(0)),
-    st.tuples(st.just("u64"), st.integers(0, 10**6), st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**40, 2**63, 2**64 - 1])),
+    st.tuples(st.just("u64"), st.integers(0, 10**6),
+              st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**40, 2**63, 2**64 - 1])),
     st.tuples(st.just("u32"), st.integers(0, 10**6), st.sampled_from([0, 3, 5, 9, 12, 13, 99, 2**31, 2**32 - 1])),
     st.tuples(st.just("insert"), st.integers(0, 10**6), st.integers(0, 255)),
 )

@@ -23,7 +23,9 @@ inline void gc_st_bf16(__global char *p, float v) {
     uint u = as_uint(v);
     *(__global ushort *)p = isnan(v) ? (ushort)((u >> 16) | 64) : (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
-inline float gc_f16_round(float x) { ushort h; vstore_half_rte(x, 0, (half *)&h); return vload_half(0, (const half *)&h); }
+inline float gc_f16_round(float x) {
+    ushort h; vstore_half_rte(x, 0, (half *)&h); return vload_half(0, (const half *)&h);
+}
 """
 
 

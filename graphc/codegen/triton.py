@@ -44,7 +44,7 @@ class TritonStyle(ExprPrinter):
         """The @triton.jit source of one step; its pointer arguments are P<row> (typed, at the tensor)."""
         ne = st.space
         rows = sorted({ld.arg for ld in st.loads} | {s.arg for s in st.stores})
-        lines = [f"offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+        lines = ["offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
                  f"mask = offs < {ne[0] * ne[1] * ne[2] * ne[3]}",
                  f"i0 = offs % {ne[0]}", f"ir = offs // {ne[0]}",
                  f"i1 = ir % {ne[1]}", f"i2 = (ir // {ne[1]}) % {ne[2]}", f"i3 = ir // {ne[1] * ne[2]}"]

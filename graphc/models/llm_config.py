@@ -129,7 +129,8 @@ class _Reader:
         if isinstance(v, np.ndarray) or isinstance(v, list):
             vals = {int(x) for x in np.asarray(v).reshape(-1)} if len(v) else set()
             if len(vals) != 1:
-                raise self.fail(key, f"differs between layers ({sorted(vals)[:8]}); graphc needs one value for all layers")
+                raise self.fail(key, f"differs between layers ({sorted(vals)[:8]}); "
+                                     "graphc needs one value for all layers")
             v = vals.pop()
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise self.fail(key, f"must be an integer, got {v!r}")
@@ -160,7 +161,8 @@ class _Reader:
         emb = self.f.tensors.get("token_embd.weight")
         if emb is not None and len(emb.ne) == 2:
             return int(emb.ne[1])
-        raise self.fail(self.key("vocab_size"), "is missing, and there is no tokenizer.ggml.tokens or token_embd.weight "
+        raise self.fail(self.key("vocab_size"),
+                        "is missing, and there is no tokenizer.ggml.tokens or token_embd.weight "
                         "to take the vocabulary size from")
 
     def config(self) -> LLMConfig:
@@ -176,9 +178,11 @@ class _Reader:
         if n_rot % 2:
             raise self.fail(self.key("rope.dimension_count"), f"is {n_rot}; rope needs an even count")
         if self.arch == "llama" and n_rot != head_k:
-            raise self.fail(self.key("rope.dimension_count"), f"is {n_rot}, llama needs it equal to the head size {head_k}")
+            raise self.fail(self.key("rope.dimension_count"),
+                            f"is {n_rot}, llama needs it equal to the head size {head_k}")
         if self.arch in ("llama", "qwen2") and head_k != head_v:
-            raise self.fail(self.key("attention.value_length"), f"({head_v}) must equal key_length ({head_k}) for {self.arch}")
+            raise self.fail(self.key("attention.value_length"),
+                            f"({head_v}) must equal key_length ({head_k}) for {self.arch}")
         n_ctx_train = self.uint("context_length", hi=1 << 24)
 
         # rope scaling: llama-model.cpp load_hparams, then llama-context.cpp's YaRN factors
@@ -196,7 +200,8 @@ class _Reader:
         if ext_factor != 0.0:   # llama.cpp reads no YaRN log multiplier or betas for these architectures
             fac = np.float32(1.0) / np.float32(freq_scale)
             mscale = np.float32(1.0) if fac <= 1 else np.float32(0.1) * np.log(fac, dtype=np.float32) + np.float32(1.0)
-            attn_factor = f32(mscale * (np.float32(1.0) / (np.float32(1.0) + np.float32(0.1) * np.log(fac, dtype=np.float32))))
+            attn_factor = f32(mscale * (np.float32(1.0)
+                                        / (np.float32(1.0) + np.float32(0.1) * np.log(fac, dtype=np.float32))))
         attn_factor = f32(attn_factor * self.num("rope.scaling.attn_factor", default=1.0))
 
         common = dict(

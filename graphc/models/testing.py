@@ -135,7 +135,8 @@ def _tensors(s: TinySpec, rng: np.random.Generator) -> list[tuple[str, np.ndarra
     for il in range(s.n_layer):
         p = f"blk.{il}."
         out += [(p + "attn_norm.weight", norm(E)),
-                (p + "attn_q.weight", mat(E, nq)), (p + "attn_k.weight", mat(E, nkv)), (p + "attn_v.weight", mat(E, nkv))]
+                (p + "attn_q.weight", mat(E, nq)), (p + "attn_k.weight", mat(E, nkv)),
+                (p + "attn_v.weight", mat(E, nkv))]
         if s.biases:
             out += [(p + "attn_q.bias", (0.1 * rng.standard_normal(nq)).astype(np.float32)),
                     (p + "attn_k.bias", (0.1 * rng.standard_normal(nkv)).astype(np.float32)),

@@ -52,11 +52,7 @@ class _Group:
 def fuse(graph: Graph) -> Program:
     """Group graph.nodes (a topological order) into kernels; see the module doc for the rules."""
     index = {id(n): i for i, n in enumerate(graph.nodes)}
-    users: dict[int, list[Tensor]] = {id(n): [] for n in graph.nodes}
-    for n in graph.nodes:
-        for s in n.src:
-            if s is not None and id(s) in users:
-                users[id(s)].append(n)
+    users = {id(t): us for t, us in graph.consumers().items()}
 
     group_of: dict[int, _Group] = {}
     seq: list[_Group] = []

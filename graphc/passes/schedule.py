@@ -14,7 +14,7 @@ otherwise the original order stays.
 from __future__ import annotations
 
 from ..ir import Flag, Graph, Tensor
-from ..program import root_of
+from ..program import root_of, written_roots
 from .rewrite import clone, is_writer, reads
 
 
@@ -56,7 +56,7 @@ def dependencies(nodes: list[Tensor]) -> list[set[int]]:
     deps: list[set[int]] = [set() for _ in nodes]
     last_write: dict[int, int] = {}
     reads_since: dict[int, list[int]] = {}
-    written = {id(n.view_src) for n in nodes if is_writer(n)}
+    written = written_roots(nodes)
     for i, n in enumerate(nodes):
         for t in list(n.src) + [n.view_src]:
             if t is not None and id(t) in index:

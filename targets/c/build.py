@@ -45,8 +45,8 @@ def find_compiler() -> Compiler:
         path = shutil.which(name)
         if path:
             return _compiler(path)
-    raise CompileError(f"target c needs a C compiler and found none ({'$CC=' + repr(cc) if cc else 'tried cc, gcc, clang'}"
-                       " on PATH); install gcc or clang, or set CC")
+    tried = '$CC=' + repr(cc) if cc else 'tried cc, gcc, clang'
+    raise CompileError(f"target c needs a C compiler and found none ({tried} on PATH); install gcc or clang, or set CC")
 
 
 @functools.lru_cache(maxsize=None)

@@ -90,7 +90,8 @@ class CPrinter(CStyle):
         lines += [f"    const int64_t i1 = ir % {ne[1]}, i2 = (ir / {ne[1]}) % {ne[2]}, i3 = ir / {ne[1] * ne[2]};",
                   f"    char *o = {dst} + i1*{n.nb[1]} + i2*{n.nb[2]} + i3*{n.nb[3]};"]
         if st.mode == "rows":            # same-type block rows, equal shapes
-            lines.append(f"    memcpy(o, {src} + i1*{a.nb[1]} + i2*{a.nb[2]} + i3*{a.nb[3]}, {n.type.row_bytes(ne[0])});")
+            lines.append(f"    memcpy(o, {src} + i1*{a.nb[1]} + i2*{a.nb[2]} + i3*{a.nb[3]}, "
+                         f"{n.type.row_bytes(ne[0])});")
             return "    (void)ctx;\n" + _indent(lines + ["}"])
         if st.mode == "repeat":
             lines.append(f"    const char *s = {src} + (i1 % {a.ne[1]})*{a.nb[1]} + (i2 % {a.ne[2]})*{a.nb[2]} + "

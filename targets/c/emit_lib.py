@@ -34,8 +34,8 @@ import numpy as np
 
 from graphc.errors import CompileError
 from graphc.ir import Flag, Tensor, contiguous_strides
-from graphc.program import region_of, root_of
-from graphc.runtime import value_dtype, written_roots
+from graphc.program import region_of, root_of, written_roots
+from graphc.runtime import value_dtype
 from graphc.util import sha256_file
 from graphc.version import __version__
 
@@ -143,7 +143,7 @@ def layout_of(exe: Any) -> Layout:
     """Where every buffer of the C executable's program comes from in the library, and the public table."""
     graph, gen, plan = exe.graph, exe.gen, exe.program.plan
     roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
-    written = written_roots(graph)
+    written = written_roots(graph.nodes)
     lay = Layout([], 0, [], [])
     pack_of: dict[int, int] = {}
 

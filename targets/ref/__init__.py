@@ -10,7 +10,8 @@ view of ONE arena at its planned offset (so a wrong plan corrupts results), and 
 that no kernel output roots compute into temporaries dropped after their kernel (so reading a fused
 intermediate elsewhere fails). Without a plan, nodes run in kernel order with a buffer per root.
 
-Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); state_buffers = {state name: uint8 buffer} shares state with another executable.
+Options: quant_matmul = "ggml" (default) | "dequant" (see matmul.py); state_buffers = {state name: uint8 buffer}
+shares state with another executable.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 from graphc.custom import get_custom_op
 from graphc.errors import CompileError, RunError
 from graphc.ir import Graph, Tensor
-from graphc.program import Program, region_of, root_of
+from graphc.program import Program, materialised, region_of
 from graphc.quants import MUL_MAT_TYPES
 from graphc.runtime import Memory, MemoryIO
 
@@ -74,7 +75,7 @@ class RefExecutable(MemoryIO):
         """Memory for a Program: arena roots backed by one planned buffer, unmaterialised roots per kernel."""
         prog = self.program
         assert prog is not None
-        mat = {id(root_of(o)) for k in prog.kernels for o in k.outputs}
+        mat = materialised(prog)
         self._temps = [[n for n in k.nodes if not n.is_view and id(n) not in mat] for k in prog.kernels]
         if prog.plan is None:
             return Memory(self.graph)
