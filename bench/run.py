@@ -34,6 +34,23 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
+def cpu_line() -> str:
+    """The CPU model and the x86 ISA flags that decide which kernels run (speed differs by tier)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name":
+                model = val.strip()
+            elif key.strip() == "flags":
+                flags = set(val.split())
+    except OSError:
+        pass
+    isa = [f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                       "avx512_bf16", "avx_vnni", "amx_int8") if f in flags]
+    return f"CPU: {model}; ISA flags: {' '.join(isa) or 'none of the x86 SIMD tiers'}"
+
+
 def best_time(fn, repeat: int) -> float:
     """Median of `repeat` timings of fn() (after one warm-up): robust on a shared, noisy machine."""
     fn()
@@ -111,6 +128,8 @@ def main() -> None:
         f"Written by `make bench` (bench/run.py) on {datetime.date.today()}: {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}. "
         "Peers are measured in the same run; the machine is shared and noisy, so read the ratios.",
+        "",
+        cpu_line() + " (every table below was measured on this CPU).",
         "",
         f"Measured copy bandwidth (numpy, 256 MiB, read + write): **{bw:.1f} GB/s**. It counts bytes read "
         "plus bytes written by one numpy thread; a read-only stream (a GEMV) can exceed it, so ratios above "
