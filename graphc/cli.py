@@ -347,9 +347,10 @@ def _read_inputs(items: Sequence[str]) -> dict[str, np.ndarray]:
             if eq:
                 out[name] = np.load(path, allow_pickle=False)
             else:
-                with np.load(path, allow_pickle=False) as z:
-                    if not hasattr(z, "files"):
-                        raise UsageError(f"--inputs {item}: a bare file must be an .npz; use NAME={item} for .npy")
+                z = np.load(path, allow_pickle=False)
+                if not isinstance(z, np.lib.npyio.NpzFile):        # an .npy holds one array and no name
+                    raise UsageError(f"--inputs {item}: a bare file must be an .npz; use NAME={item} for .npy")
+                with z:
                     out.update({k: z[k] for k in z.files})
         except (OSError, ValueError) as e:
             raise GraphcError(f"input file {path}: cannot read it ({e})") from None

@@ -125,6 +125,9 @@ def test_errors_are_one_line(model, capsys):
     rc, _, err = run_cli(capsys, "run", d / "m.graph", "--weights", d / "w.npz",
                          "--inputs", f"x={d / 'nope.npy'}")
     assert rc == 1 and "nope.npy: no such file" in one_error_line(err)
+    np.save(d / "bare.npy", np.zeros(3, np.float32))                    # an .npy without NAME=: a usage error
+    rc, _, err = run_cli(capsys, "run", d / "m.graph", "--weights", d / "w.npz", "--inputs", d / "bare.npy")
+    assert rc == 2 and "a bare file must be an .npz; use NAME=" in one_error_line(err)
     rc, _, err = run_cli(capsys, "compile", d / "m.graph", "-o", d / "o", "--target", "vulkan")
     assert rc == 1 and "unknown target 'vulkan'" in one_error_line(err)
 
