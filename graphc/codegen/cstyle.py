@@ -32,6 +32,7 @@ class CStyle(ExprPrinter):
     MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "erff", "expm1": "expm1f",
             "fabs": "fabsf", "fmin": "fminf", "fmax": "fmaxf", "f16_round": "gc_f16_round"}
     GLOBAL = ""                                  # address-space qualifier of buffer pointers
+    INDEX = "int64_t"                            # the integer type of loop indices
     COND_TYPE = "int"
 
     # --- hooks ---------------------------------------------------------------------------------------
@@ -51,8 +52,8 @@ class CStyle(ExprPrinter):
 
     def row_range(self, nrows: int) -> list[str]:
         """Lines that open the loop over rows `ir` this thread handles (closed by one `}`)."""
-        return ["int64_t r0, r1;", f"gc_chunk({nrows}, ith, nth, &r0, &r1);",
-                "for (int64_t ir = r0; ir < r1; ir++) {"]
+        return [f"{self.INDEX} r0, r1;", f"gc_chunk({nrows}, ith, nth, &r0, &r1);",
+                f"for ({self.INDEX} ir = r0; ir < r1; ir++) {{"]
 
     def literal(self, c: Const) -> str:
         return c_float(c.value) if c.dtype == "f32" else str(c.value)
@@ -86,10 +87,11 @@ class CStyle(ExprPrinter):
             pre.append(f"{self.GLOBAL}char *o{j} = {T(s.arg)} + i1*{s.nb[1]} + i2*{s.nb[2]} + i3*{s.nb[3]};")
             inner.append(self._store(s, f"o{j}"))
         lines = self.row_range(ne[1] * ne[2] * ne[3])
-        lines.append(f"    const int64_t i1 = ir % {ne[1]}, i2 = (ir / {ne[1]}) % {ne[2]}, i3 = ir / {ne[1] * ne[2]};")
+        lines.append(f"    const {self.INDEX} i1 = ir % {ne[1]}, i2 = (ir / {ne[1]}) % {ne[2]}, "
+                     f"i3 = ir / {ne[1] * ne[2]};")
         lines.append("    (void)i1; (void)i2; (void)i3;")
         lines += [f"    {s}" for s in pre]
-        lines.append(f"    for (int64_t i0 = 0; i0 < {ne[0]}; i0++) {{")
+        lines.append(f"    for ({self.INDEX} i0 = 0; i0 < {ne[0]}; i0++) {{")
         lines += [f"        {s}" for s in inner]
         lines += ["    }", "}"]
         return lines

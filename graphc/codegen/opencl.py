@@ -8,8 +8,6 @@ thread's chunk. The arena is one buffer; tensors are byte offsets into it passed
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from .cstyle import CStyle
 from .lower import EwStep
 
@@ -33,6 +31,7 @@ class OpenCLStyle(CStyle):
     MATH = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "erf": "erf", "expm1": "expm1",
             "fabs": "fabs", "fmin": "fmin", "fmax": "fmax", "f16_round": "gc_f16_round"}
     GLOBAL = "__global "
+    INDEX = "long"
 
     def call(self, fn: str, args: list[str]) -> str:
         if fn in ("sin", "cos"):
@@ -42,20 +41,18 @@ class OpenCLStyle(CStyle):
     def row_range(self, nrows: int) -> list[str]:
         return ["const long ir = get_global_id(0);", f"if (ir < {nrows}) {{"]
 
-    def kernel(self, name: str, st: EwStep, n_args: int) -> str:
+    def kernel(self, name: str, st: EwStep) -> str:
         """One __kernel over the arena buffer; arg row i is at byte offset off<i>."""
         def T(i: int) -> str:
             return f"(arena + off{i})"
         rows = sorted({ld.arg for ld in st.loads} | {s.arg for s in st.stores})
         offs = "".join(f", const ulong off{i}" for i in rows)
         body = self.ew_loop(st, T)
-        body = [s.replace("int64_t", "long") for s in body]
         return (f"__kernel void {name}(__global char *arena{offs}) {{\n"
                 + "".join(f"    {s}\n" for s in body) + "}\n")
 
 
-def kernel_source(steps: "list[tuple[str, EwStep]]", n_args: int = 0,
-                  style: Callable[[], OpenCLStyle] = OpenCLStyle) -> str:
+def kernel_source(steps: "list[tuple[str, EwStep]]") -> str:
     """A program source of the given elementwise steps (helpers first)."""
-    pr = style()
-    return HELPERS + "\n" + "\n".join(pr.kernel(name, st, n_args) for name, st in steps)
+    pr = OpenCLStyle()
+    return HELPERS + "\n" + "\n".join(pr.kernel(name, st) for name, st in steps)

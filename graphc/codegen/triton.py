@@ -8,11 +8,12 @@ f16_round is a cast to float16 and back, sin/cos run in float64 as ggml computes
 """
 from __future__ import annotations
 
+from graphc.types import get_type
+
 from .expr import Const
 from .lower import EwStep
 from .printer import ExprPrinter
 
-SIZE = {"f32": 4, "f16": 2, "bf16": 2}
 TL_TYPE = {"f32": "tl.float32", "f16": "tl.float16", "bf16": "tl.bfloat16"}
 
 
@@ -49,7 +50,7 @@ class TritonStyle(ExprPrinter):
                  f"i0 = offs % {ne[0]}", f"ir = offs // {ne[0]}",
                  f"i1 = ir % {ne[1]}", f"i2 = (ir // {ne[1]}) % {ne[2]}", f"i3 = ir // {ne[1] * ne[2]}"]
         for ld in st.loads:
-            size = SIZE[ld.type]
+            size = get_type(ld.type).size
             idx = []
             for d in range(4):
                 how = ld.index(d, ne)
@@ -62,7 +63,7 @@ class TritonStyle(ExprPrinter):
                          ".to(tl.float32)")
         lines += self.body(st.body)
         for s in st.stores:
-            size = SIZE[s.type]
+            size = get_type(s.type).size
             idx = " + ".join(f"i{d} * {s.nb[d] // size}" for d in range(4))
             lines.append(f"tl.store(P{s.arg} + {idx}, {s.value}.to({TL_TYPE[s.type]}), mask=mask)")
         args = ", ".join(f"P{r}" for r in rows)
