@@ -357,7 +357,10 @@ def test_activation_quantizers(lib, rng, n):
 
 
 def test_small_and_empty(lib, rng):
-    check(lib, rng, "q8_0", 32, 1, 1, nth=4)          # more threads than rows
+    # more threads than rows. Not one row: NMSE over a single output is the relative error of one dot
+    # product, and a random one can cancel to ~1e-3 of its terms (an integer sum of 34 from products up to
+    # ~16000), where the f32 sum of the partial products is off by ~1e-5 relative; it failed about 1 run in 40
+    check(lib, rng, "q8_0", 32, 5, 1, nth=8)
     check(lib, rng, "f32", 5, 3, 2, nth=2)            # K below one vector
     check(lib, rng, "f32", 1030, 6, 2, nth=1)         # K over one K block, with a tail
     w = np.zeros((1, 1, 4, 0), np.uint8)
