@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
-__all__ = ["sha256_file"]
+__all__ = ["cache_dir", "sha256_file"]
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -14,3 +15,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cache_dir() -> Path | None:
+    """The compile cache every target keeps its builds in: GRAPHC_CACHE_DIR (default ~/.cache/graphc);
+    None when GRAPHC_NO_CACHE is set (to anything but 0)."""
+    if os.environ.get("GRAPHC_NO_CACHE", "") not in ("", "0"):
+        return None
+    return Path(os.environ.get("GRAPHC_CACHE_DIR") or Path.home() / ".cache" / "graphc")

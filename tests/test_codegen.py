@@ -159,7 +159,9 @@ def test_opencl_printer_kernel_runs_like_ref(rng):
         arena[offsets[ld.arg]:offsets[ld.arg] + raw.size] = raw
     buf = cl.Buffer(ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=arena)
     prog = cl.Program(ctx, src).build()
-    prog.k0_0(queue, (5,), None, buf, *[np.uint64(offsets[r]) for r in rows])
+    assert opencl.args_of(st) == rows and opencl.range_of(st) == (64, 5)
+    args = [x for r in rows for x in (buf, np.uint64(offsets[r]))]
+    prog.k0_0(queue, opencl.range_of(st), None, *args)
     cl.enqueue_copy(queue, arena, buf)
     o = offsets[st.stores[0].arg]
     out = arena[o:o + 5 * 48 * 4].view(np.float32).reshape(5, 48)

@@ -13,8 +13,9 @@ from typing import Callable
 import numpy as np
 
 from .expr import Const
-from .lower import EwStep, Load, Store
+from .lower import CopyStep, EwStep, Load, Store
 from .printer import ExprPrinter
+
 
 def c_float(v: float) -> str:
     """An exact C float literal for an f32 value: the shortest decimal that reads back as the same f32."""
@@ -55,6 +56,17 @@ class CStyle(ExprPrinter):
         return [f"{self.INDEX} r0, r1;", f"gc_chunk({nrows}, ith, nth, &r0, &r1);",
                 f"for ({self.INDEX} ir = r0; ir < r1; ir++) {{"]
 
+    def inner_loop(self, n: int) -> str:
+        """The line that opens the loop over i0 (the elements of one row this thread handles)."""
+        return f"for ({self.INDEX} i0 = 0; i0 < {n}; i0++) {{"
+
+    def copy_row(self, dst: str, src: str, nbytes: int) -> list[str]:
+        """Lines copying nbytes raw bytes of one row (block types)."""
+        return [f"memcpy({dst}, {src}, {nbytes});"]
+
+    def copy_element(self, dst: str, src: str, nbytes: int) -> str:
+        return f"memcpy({dst}, {src}, {nbytes});"
+
     def literal(self, c: Const) -> str:
         return c_float(c.value) if c.dtype == "f32" else str(c.value)
 
@@ -91,10 +103,49 @@ class CStyle(ExprPrinter):
                      f"i3 = ir / {ne[1] * ne[2]};")
         lines.append("    (void)i1; (void)i2; (void)i3;")
         lines += [f"    {s}" for s in pre]
-        lines.append(f"    for ({self.INDEX} i0 = 0; i0 < {ne[0]}; i0++) {{")
+        lines.append(f"    {self.inner_loop(ne[0])}")
         lines += [f"        {s}" for s in inner]
         lines += ["    }", "}"]
         return lines
+
+    # --- a copy step -----------------------------------------------------------------------------------
+    def copy_loop(self, st: CopyStep, T: Callable[[int], str]) -> list[str]:
+        """The loop nest of a copy: block rows as raw bytes; elements converted (float types) or copied."""
+        n = st.nodes[0]
+        a = n.src[0]
+        G, X = self.GLOBAL, self.INDEX
+        dst, src = T(st.dst), T(st.src)
+        ne = n.ne
+        lines = self.row_range(ne[1] * ne[2] * ne[3])
+        lines += [f"    const {X} i1 = ir % {ne[1]}, i2 = (ir / {ne[1]}) % {ne[2]}, i3 = ir / {ne[1] * ne[2]};",
+                  f"    {G}char *o = {dst} + i1*{n.nb[1]} + i2*{n.nb[2]} + i3*{n.nb[3]};"]
+        if st.mode == "rows":            # same-type block rows, equal shapes
+            s = f"{src} + i1*{a.nb[1]} + i2*{a.nb[2]} + i3*{a.nb[3]}"
+            return lines + [f"    {x}" for x in self.copy_row("o", s, n.type.row_bytes(ne[0]))] + ["}"]
+        if st.mode == "repeat":
+            lines.append(f"    const {G}char *s = {src} + (i1 % {a.ne[1]})*{a.nb[1]} + (i2 % {a.ne[2]})*{a.nb[2]} + "
+                         f"(i3 % {a.ne[3]})*{a.nb[3]};")
+            at = f"s + (i0 % {a.ne[0]})*{a.nb[0]}"
+        elif st.mode == "same":
+            lines.append(f"    const {G}char *s = {src} + i1*{a.nb[1]} + i2*{a.nb[2]} + i3*{a.nb[3]};")
+            at = f"s + i0*{a.nb[0]}"
+        else:                            # flat: equal element counts, another shape
+            lines.append(f"    const {X} kb = ir * {ne[0]};")
+            at = None
+        lines.append(f"    {self.inner_loop(ne[0])}")
+        if at is None:
+            an = a.ne
+            lines.append(f"        const {X} kk = kb + i0, j0 = kk % {an[0]}, j1 = (kk / {an[0]}) % {an[1]}, "
+                         f"j2 = (kk / {an[0] * an[1]}) % {an[2]}, j3 = kk / {an[0] * an[1] * an[2]};")
+            lines.append(f"        const {G}char *p = {src} + j0*{a.nb[0]} + j1*{a.nb[1]} + j2*{a.nb[2]} + "
+                         f"j3*{a.nb[3]};")
+        else:
+            lines.append(f"        const {G}char *p = {at};")
+        if st.convert:
+            lines.append(f"        {self.store(n.type.name, f'o + i0*{n.nb[0]}', self.load(a.type.name, 'p'))}")
+        else:
+            lines.append(f"        {self.copy_element(f'o + i0*{n.nb[0]}', 'p', n.type.size)}")
+        return lines + ["    }", "}"]
 
     def _row_offset(self, ld: Load, ne: tuple) -> str:
         idx = []

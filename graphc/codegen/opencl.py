@@ -1,30 +1,27 @@
-"""OpenCL C 1.2 printing of lowered elementwise steps: a few overrides of the C printer.
+"""OpenCL C 1.2 printing of lowered elementwise and copy steps: a few overrides of the C printer.
 
 What differs from C: buffer pointers are `__global`, f16 is read and written with vload_half /
 vstore_half (no cl_khr_fp16 needed), bf16 by shifting its bits, math functions keep their generic
 names (OpenCL's are overloaded), sin/cos are computed in float (OpenCL 1.2 devices need not have
-double), and each work-item handles one row: the row index comes from get_global_id(0) instead of a
-thread's chunk. The arena is one buffer; tensors are byte offsets into it passed as kernel arguments.
+double), and the work is a 2-D range: dimension 1 is the row (i1, i2, i3 flattened), dimension 0 strides
+over the elements of a row. Every tensor a kernel touches comes as its buffer and a byte offset (kernel
+arguments b<i>, off<i> for row i of the argument table): the arena is one buffer, weights and state
+have their own. The helpers (gc_ld_f16, ...) are kernels/opencl/graphc.cl.
 """
 from __future__ import annotations
 
-from .cstyle import CStyle
-from .lower import EwStep
+from pathlib import Path
 
-HELPERS = """\
-inline float gc_ld_f32(const __global char *p) { return *(const __global float *)p; }
-inline float gc_ld_f16(const __global char *p) { return vload_half(0, (const __global half *)p); }
-inline float gc_ld_bf16(const __global char *p) { return as_float((uint)(*(const __global ushort *)p) << 16); }
-inline void gc_st_f32(__global char *p, float v) { *(__global float *)p = v; }
-inline void gc_st_f16(__global char *p, float v) { vstore_half_rte(v, 0, (__global half *)p); }
-inline void gc_st_bf16(__global char *p, float v) {
-    uint u = as_uint(v);
-    *(__global ushort *)p = isnan(v) ? (ushort)((u >> 16) | 64) : (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-inline float gc_f16_round(float x) {
-    ushort h; vstore_half_rte(x, 0, (half *)&h); return vload_half(0, (const half *)&h);
-}
-"""
+from .cstyle import CStyle
+from .lower import CopyStep, EwStep
+
+KERNELS = Path(__file__).resolve().parents[2] / "kernels" / "opencl"
+ROW_WIDTH = 256          # work-items across a row at most (dimension 0 of the range)
+
+
+def helpers() -> str:
+    """The contract header every OpenCL program starts with (types, f16/bf16 loads and stores)."""
+    return (KERNELS / "graphc.cl").read_text()
 
 
 class OpenCLStyle(CStyle):
@@ -39,20 +36,52 @@ class OpenCLStyle(CStyle):
         return super().call(fn, args)
 
     def row_range(self, nrows: int) -> list[str]:
-        return ["const long ir = get_global_id(0);", f"if (ir < {nrows}) {{"]
+        return ["const long ir = get_global_id(1);", f"if (ir < {nrows}) {{"]
 
-    def kernel(self, name: str, st: EwStep) -> str:
-        """One __kernel over the arena buffer; arg row i is at byte offset off<i>."""
-        def T(i: int) -> str:
-            return f"(arena + off{i})"
-        rows = sorted({ld.arg for ld in st.loads} | {s.arg for s in st.stores})
-        offs = "".join(f", const ulong off{i}" for i in rows)
-        body = self.ew_loop(st, T)
-        return (f"__kernel void {name}(__global char *arena{offs}) {{\n"
-                + "".join(f"    {s}\n" for s in body) + "}\n")
+    def inner_loop(self, n: int) -> str:
+        return f"for (long i0 = get_global_id(0); i0 < {n}; i0 += get_global_size(0)) {{"
+
+    def copy_row(self, dst: str, src: str, nbytes: int) -> list[str]:
+        return [f"const __global char *s = {src};",
+                f"for (long i0 = get_global_id(0); i0 < {nbytes}; i0 += get_global_size(0)) {dst}[i0] = s[i0];"]
+
+    def copy_element(self, dst: str, src: str, nbytes: int) -> str:
+        return f"for (int b = 0; b < {nbytes}; b++) ({dst})[b] = ({src})[b];"
+
+    @staticmethod
+    def T(i: int) -> str:
+        return f"(b{i} + off{i})"
+
+    def signature(self, name: str, rows: list[int]) -> str:
+        args = ", ".join(f"__global char *b{i}, const ulong off{i}" for i in rows)
+        return f"__kernel void {name}({args})"
+
+    def kernel(self, name: str, st: "EwStep | CopyStep") -> str:
+        """One __kernel for an elementwise or copy step; its arguments are (b<i>, off<i>) for each row i of
+        the argument table it touches, in increasing order (args_of)."""
+        body = self.ew_loop(st, self.T) if isinstance(st, EwStep) else self.copy_loop(st, self.T)
+        return (self.signature(name, args_of(st)) + " {\n" + "".join(f"    {s}\n" for s in body) + "}\n")
 
 
-def kernel_source(steps: "list[tuple[str, EwStep]]") -> str:
-    """A program source of the given elementwise steps (helpers first)."""
+def args_of(st: "EwStep | CopyStep") -> list[int]:
+    """The argument-table rows an elementwise or copy kernel takes, in its argument order."""
+    if isinstance(st, EwStep):
+        return sorted({ld.arg for ld in st.loads} | {s.arg for s in st.stores})
+    return sorted({st.dst, st.src})
+
+
+def range_of(st: "EwStep | CopyStep") -> tuple[int, int]:
+    """The global work size (across a row, rows) of an elementwise or copy kernel."""
+    n = st.nodes[0]
+    ne = st.space if isinstance(st, EwStep) else n.ne
+    across = n.type.row_bytes(ne[0]) if isinstance(st, CopyStep) and st.mode == "rows" else ne[0]
+    width = 1
+    while width < min(across, ROW_WIDTH):
+        width *= 2
+    return width, max(1, ne[1] * ne[2] * ne[3])
+
+
+def kernel_source(steps: "list[tuple[str, EwStep | CopyStep]]") -> str:
+    """A program source of the given steps (the contract header first)."""
     pr = OpenCLStyle()
-    return HELPERS + "\n" + "\n".join(pr.kernel(name, st) for name, st in steps)
+    return helpers() + "\n" + "\n".join(pr.kernel(name, st) for name, st in steps)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graphc.errors import CompileError
+from graphc.util import cache_dir
 
 from .codegen import KERNELS
 from .params import header as params_header
@@ -80,12 +81,6 @@ def flags(cc: str, march: str = "native", openmp: bool = True, sanitize: bool = 
     if sanitize:
         f += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
     return f + list(extra_cflags)
-
-
-def cache_dir() -> Path | None:
-    if os.environ.get("GRAPHC_NO_CACHE", "") not in ("", "0"):
-        return None
-    return Path(os.environ.get("GRAPHC_CACHE_DIR") or Path.home() / ".cache" / "graphc")
 
 
 def cache_key(source: str, cc: Compiler, fl: list[str]) -> str:

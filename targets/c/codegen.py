@@ -82,41 +82,7 @@ class CPrinter(CStyle):
         raise TypeError(st)
 
     def copy(self, st: CopyStep) -> str:
-        n = st.nodes[0]
-        a = n.src[0]
-        dst, src = self.T(st.dst), self.T(st.src)
-        ne = n.ne
-        lines = self.row_range(ne[1] * ne[2] * ne[3])
-        lines += [f"    const int64_t i1 = ir % {ne[1]}, i2 = (ir / {ne[1]}) % {ne[2]}, i3 = ir / {ne[1] * ne[2]};",
-                  f"    char *o = {dst} + i1*{n.nb[1]} + i2*{n.nb[2]} + i3*{n.nb[3]};"]
-        if st.mode == "rows":            # same-type block rows, equal shapes
-            lines.append(f"    memcpy(o, {src} + i1*{a.nb[1]} + i2*{a.nb[2]} + i3*{a.nb[3]}, "
-                         f"{n.type.row_bytes(ne[0])});")
-            return "    (void)ctx;\n" + _indent(lines + ["}"])
-        if st.mode == "repeat":
-            lines.append(f"    const char *s = {src} + (i1 % {a.ne[1]})*{a.nb[1]} + (i2 % {a.ne[2]})*{a.nb[2]} + "
-                         f"(i3 % {a.ne[3]})*{a.nb[3]};")
-            at = f"s + (i0 % {a.ne[0]})*{a.nb[0]}"
-        elif st.mode == "same":
-            lines.append(f"    const char *s = {src} + i1*{a.nb[1]} + i2*{a.nb[2]} + i3*{a.nb[3]};")
-            at = f"s + i0*{a.nb[0]}"
-        else:                            # flat: equal element counts, another shape
-            lines.append(f"    const int64_t kb = ir * {ne[0]};")
-            at = None
-        lines.append(f"    for (int64_t i0 = 0; i0 < {ne[0]}; i0++) {{")
-        if at is None:
-            an = a.ne
-            lines.append(f"        const int64_t kk = kb + i0, j0 = kk % {an[0]}, j1 = (kk / {an[0]}) % {an[1]}, "
-                         f"j2 = (kk / {an[0] * an[1]}) % {an[2]}, j3 = kk / {an[0] * an[1] * an[2]};")
-            lines.append(f"        const char *p = {src} + j0*{a.nb[0]} + j1*{a.nb[1]} + j2*{a.nb[2]} + j3*{a.nb[3]};")
-        else:
-            lines.append(f"        const char *p = {at};")
-        if st.convert:
-            lines.append(f"        {self.store(n.type.name, f'o + i0*{n.nb[0]}', self.load(a.type.name, 'p'))}")
-        else:
-            lines.append(f"        memcpy(o + i0*{n.nb[0]}, p, {n.type.size});")
-        lines += ["    }", "}"]
-        return "    (void)ctx;\n" + _indent(lines)
+        return "    (void)ctx;\n" + _indent(self.copy_loop(st, self.T))
 
     def _src_array(self, srcs: list, prefix: str = "") -> str:
         items = ", ".join(f"&{prefix}T[{i}]" if i is not None else "NULL" for i in srcs) or "NULL"

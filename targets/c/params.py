@@ -1,8 +1,7 @@
 """graphc_params.h: the C parameter struct gc_p_<op> of every op, generated from graphc.ops.OPS.
 
-Fields follow the op's parameter order (graphc.h has the mapping): i32/bool/choice/type -> int32_t (a
-choice is its index in the op's choices), i64 -> int64_t, f32 -> float, i32x4 -> int32_t[4]. String
-params (custom's fn) have no C form. Ops without parameters get a struct with one unused field.
+Field order and kinds are graphc.codegen.params' (graphc.h has the mapping): i32/bool/choice/type ->
+int32_t, i64 -> int64_t, f32 -> float, i32x4 -> int32_t[4].
 `python -m graphc.targets.c.params` prints the header (for building library headers on their own).
 """
 from __future__ import annotations
@@ -10,14 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from graphc.codegen.cstyle import c_float
-from graphc.ops import OPS, OpDef, Param
+from graphc.codegen.params import field_values, fields
+from graphc.ops import OPS
 
 _CTYPE = {"i32": "int32_t", "bool": "int32_t", "choice": "int32_t", "type": "int32_t", "i64": "int64_t",
           "f32": "float", "i32x4": "int32_t"}
-
-
-def _fields(d: OpDef) -> list[Param]:
-    return [p for p in d.params if p.kind in _CTYPE]
 
 
 def header() -> str:
@@ -26,8 +22,7 @@ def header() -> str:
     for name in sorted(OPS):
         if name == "none":
             continue
-        fields = _fields(OPS[name])
-        body = [f"    {_CTYPE[p.kind]} {p.name}{'[4]' if p.kind == 'i32x4' else ''};" for p in fields]
+        body = [f"    {_CTYPE[p.kind]} {p.name}{'[4]' if p.kind == 'i32x4' else ''};" for p in fields(OPS[name])]
         if not body:
             body = ["    int32_t unused_;"]
         lines += [f"typedef struct gc_p_{name} {{", *body, f"}} gc_p_{name};", ""]
@@ -37,24 +32,16 @@ def header() -> str:
 
 def initializer(op: str, params: dict[str, Any]) -> str:
     """The C initializer `{...}` of gc_p_<op> for a node's normalised params."""
-    d = OPS[op]
     vals = []
-    for p in _fields(d):
-        v = params.get(p.name, p.default)
+    for p, v in field_values(op, params):
         if p.kind == "f32":
-            vals.append(c_float(float(v)))
-        elif p.kind == "choice":
-            vals.append(str(p.choices.index(v)))
-        elif p.kind == "bool":
-            vals.append("1" if v else "0")
-        elif p.kind == "type":
-            vals.append(str(getattr(v, "id", v)))
+            vals.append(c_float(v))
         elif p.kind == "i32x4":
-            vals.append("{" + ", ".join(str(int(x)) for x in v) + "}")
+            vals.append("{" + ", ".join(map(str, v)) + "}")
         elif p.kind == "i64":
-            vals.append(f"INT64_C({int(v)})")
+            vals.append(f"INT64_C({v})")
         else:
-            vals.append(str(int(v)))
+            vals.append(str(v))
     return "{" + ", ".join(vals or ["0"]) + "}"
 
 

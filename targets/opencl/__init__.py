@@ -1,0 +1,190 @@
+"""The OpenCL target: generated OpenCL C over one arena buffer, library kernels, run through pyopencl.
+
+compile(program_or_graph, device=None) -> OpenCLExecutable, with ref's protocol (write / read / run /
+reset_state). Device memory: ONE arena buffer for every planned intermediate (tensors are byte offsets in
+it, passed as kernel arguments), one temporary and one scratch buffer, and a buffer per persistent root:
+weights uploaded once per device (a read-only file mapping is shared by every module on the device),
+inputs, outputs and state. The host keeps a mirror of each persistent root (graphc.runtime.Memory);
+a mirror is copied to the device only when the host changed it (an input written, state reset) and back
+only when the host reads it (an output, state), so state stays on the device between runs.
+
+Options: device (None: GRAPHC_OPENCL_DEVICE, else the first GPU, else the first device; see device.py),
+state_buffers (share_state: another OpenCL executable's state mirrors, by name; same device).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphc.errors import CompileError, RunError
+from graphc.ir import Flag, Graph, Tensor
+from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
+from graphc.runtime import Memory, MemoryIO
+
+from . import build as clbuild
+from .codegen import Generated, Unsupported, generate
+from .device import DeviceContext, context_for, list_devices
+from .library import Buf, library_source
+
+__all__ = ["ACCEPTS_PROGRAM", "OpenCLExecutable", "compile", "generate_source", "list_devices", "supported"]
+
+ACCEPTS_PROGRAM = True
+
+
+def _as_program(what: "Graph | Program") -> Program:
+    from graphc.memplan import plan
+    if isinstance(what, Graph):
+        what = unfused(what)
+    if not isinstance(what, Program):
+        raise CompileError(f"target opencl compiles a Graph or a Program, got {type(what).__name__}")
+    return what if what.plan is not None else plan(what)
+
+
+def generate_source(what: "Graph | Program", device: "int | str | None" = None) -> Generated:
+    """The generated kernels and launches for a graph (through the pass pipeline) or a Program."""
+    if isinstance(what, Graph):
+        from graphc.passes import run_pipeline
+        what = run_pipeline(what)
+    return generate(_as_program(what), context_for(device).features)
+
+
+def supported(what: "Graph | Program", device: "int | str | None" = None) -> bool:
+    try:
+        generate_source(what, device)
+    except Unsupported:
+        return False
+    return True
+
+
+@dataclass
+class Mirror:
+    """A persistent root's host bytes and device buffer, and which side is newer."""
+    host: np.ndarray
+    dev: Any
+    host_dirty: bool = True          # the host changed it: copy to the device before the next run
+    dev_newer: bool = False          # a run wrote it: copy to the host before the host reads it
+    constant: bool = False           # a weight: never written by a run
+
+
+class OpenCLExecutable(MemoryIO):
+    def __init__(self, what: "Graph | Program", *, device: "int | str | None" = None,
+                 state_buffers: "dict[str, Mirror] | None" = None):
+        self.program = _as_program(what)
+        self.graph = graph = self.program.graph
+        self.dc: DeviceContext = context_for(device)
+        dc, cl = self.dc, self.dc.cl
+        self.gen = gen = generate(self.program, dc.features)      # Unsupported before any build
+        progs = {}
+        for name in dict.fromkeys(la.program for la in gen.launches):
+            if name == "gen":
+                progs[name] = clbuild.build(dc, gen.source, f"the generated kernels of graph {graph.name!r}")
+            else:
+                f = name.split(":", 1)[1]
+                progs[name] = clbuild.build(dc, library_source(f), f"kernels/opencl/{f}.cl")
+
+        # host side: mirrors of persistent roots (no host copy of the arena)
+        plan = self.program.plan
+        in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
+        self._in_arena = in_arena & materialised(self.program)
+        self.mem = Memory(graph, in_arena)
+        self._bind_leaf_data()
+        written = written_roots(graph.nodes)
+        roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
+        self.mirrors: dict[int, Mirror] = {}
+        shared = state_buffers or {}
+        for b in gen.buffers:
+            if not b.startswith("root:"):
+                continue
+            r = roots[int(b.split(":", 1)[1])]
+            if r.flags & Flag.STATE and r.name in shared:
+                m = shared[r.name]
+                if not isinstance(m, Mirror) or m.host.size != r.nbytes:
+                    raise CompileError(f"state {r.name!r}: share_state needs another OpenCL module's state of "
+                                       f"{r.nbytes} bytes")
+                self.mem.bind_external(r, m.host)
+            elif r.op == "none" and id(r) not in written and not r.flags & (Flag.INPUT | Flag.STATE):
+                host = self.mem.buffer(r)
+                dev = dc.weight_buffer(host) if not host.flags.writeable else \
+                    dc.buffer(r.nbytes, read_only=True, host=host)
+                m = Mirror(host, dev, host_dirty=False, constant=True)
+            else:
+                m = Mirror(self.mem.buffer(r), dc.buffer(r.nbytes))
+            self.mirrors[id(r)] = m
+        # what a run changes: nodes' own memory (outputs) and leafs written in place (state)
+        self._written = [m for i, m in self.mirrors.items() if i in written or roots[i].op != "none"]
+
+        bufs = {"arena": dc.buffer(plan.size), "temp": dc.buffer(gen.temp_size),
+                "scratch": dc.buffer(gen.scratch_size), "dummy": dc.buffer(64)}
+        bufs.update({f"root:{i}": m.dev for i, m in self.mirrors.items()})
+        self._bufs = bufs
+        self._calls = []
+        for la in gen.launches:
+            if 0 in la.global_size:
+                continue
+            k = cl.Kernel(progs[la.program], la.kernel)
+            k.set_args(*[bufs[a.name] if isinstance(a, Buf) else a for a in la.args])
+            self._calls.append((k, la.global_size, la.local_size))
+
+    # --- host <-> device --------------------------------------------------------------------------
+    def _to_host(self, t: Tensor) -> None:
+        m = self.mirrors.get(id(root_of(t)))
+        if m is not None and m.dev_newer:
+            self.dc.cl.enqueue_copy(self.dc.queue, m.host, m.dev, is_blocking=True)
+            m.dev_newer = False
+
+    def write(self, t: Tensor, values: np.ndarray) -> None:
+        self._to_host(t)
+        super().write(t, values)
+        m = self.mirrors.get(id(root_of(t)))
+        if m is not None:
+            m.host_dirty = True
+
+    def read(self, t: Tensor) -> np.ndarray:
+        self._check_persistent(t)
+        self._to_host(t)
+        return super().read(t)
+
+    def run(self) -> None:
+        cl, q = self.dc.cl, self.dc.queue
+        for m in self.mirrors.values():
+            if m.host_dirty:
+                if m.dev_newer:
+                    raise RunError("internal: a buffer changed on both the host and the device")
+                if m.host.nbytes:
+                    cl.enqueue_copy(q, m.dev, m.host, is_blocking=True)
+                m.host_dirty = False
+        try:
+            for k, g, lsz in self._calls:
+                cl.enqueue_nd_range_kernel(q, k, g, lsz)
+            q.finish()
+        except cl.Error as e:
+            raise RunError(f"target opencl: running graph {self.graph.name!r} failed on "
+                           f"{self.dc.features.name}: {e}") from None
+        for m in self._written:
+            m.dev_newer = True
+
+    def reset_state(self) -> None:
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                self.mem.buffer(t)[...] = 0
+                m = self.mirrors.get(id(t))
+                if m is not None:
+                    m.dev_newer = False
+                    m.host_dirty = True
+
+    def state_buffers(self) -> dict[str, Any]:
+        """The state mirrors by name (what share_state hands to another OpenCL executable)."""
+        out = {}
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                m = self.mirrors.get(id(t))
+                if m is None:            # state no kernel touches: give it a device buffer to share
+                    m = self.mirrors[id(t)] = Mirror(self.mem.buffer(t), self.dc.buffer(t.nbytes))
+                out[t.name] = m
+        return out
+
+
+def compile(what: "Graph | Program", **opts: Any) -> OpenCLExecutable:
+    return OpenCLExecutable(what, **opts)

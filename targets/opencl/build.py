@@ -1,0 +1,87 @@
+"""Build OpenCL programs, cached: the device's binary is kept under the compile cache by a key over the
+source, the build options and the device (platform, name, OpenCL version, driver version), so a second
+start loads the binary instead of compiling (GRAPHC_CACHE_DIR, GRAPHC_NO_CACHE as the C target).
+A failed build raises CompileError with the driver's build log. Writes are atomic (temporary + rename)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from graphc.errors import CompileError
+
+from graphc.util import cache_dir
+
+from .device import DeviceContext
+
+VERSION = "1"          # bump when what a cached binary means changes
+
+
+def options(dc: DeviceContext) -> list[str]:
+    opts = ["-cl-std=CL1.2"]
+    if dc.features.correct_div_sqrt:
+        opts.append("-cl-fp32-correctly-rounded-divide-sqrt")
+    return opts
+
+
+def _key(source: str, opts: list[str], dc: DeviceContext) -> str:
+    h = hashlib.sha256()
+    for part in (VERSION, dc.key(), " ".join(opts), source):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def build(dc: DeviceContext, source: str, what: str) -> Any:
+    """A built cl.Program for `source` on dc's device (from memory, the disk cache, or compiled now)."""
+    cl = dc.cl
+    opts = options(dc)
+    key = _key(source, opts, dc)
+    prog = dc.programs.get(key)
+    if prog is not None:
+        return prog
+    cdir = cache_dir()
+    path = cdir / "opencl" / f"{key}.bin" if cdir is not None else None
+    with warnings.catch_warnings():     # pyopencl turns any build log into a warning; failures are errors
+        warnings.simplefilter("ignore")
+        prog = _build(dc, source, opts, path, what)
+    dc.programs[key] = prog
+    return prog
+
+
+def _build(dc: DeviceContext, source: str, opts: list[str], path: "Path | None", what: str) -> Any:
+    cl = dc.cl
+    prog = None
+    if path is not None and path.is_file():
+        try:
+            prog = cl.Program(dc.context, [dc.device], [path.read_bytes()]).build(options=opts)
+        except Exception:       # a stale or damaged binary: build from source instead
+            prog = None
+    if prog is None:
+        try:
+            prog = cl.Program(dc.context, source).build(options=opts)
+        except cl.RuntimeError as e:
+            log = _build_log(e)
+            raise CompileError(f"target opencl: building {what} failed on {dc.features.name}:\n{log}") from None
+        if path is not None:
+            _save(path, prog.binaries[0])
+    return prog
+
+
+def _build_log(e: Exception) -> str:
+    text = str(e)
+    return text if len(text) < 20000 else text[:20000] + "\n[... build log cut]"
+
+
+def _save(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:             # a read-only cache only costs time
+        pass
