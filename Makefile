@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphc-installed
 # pytest-xdist workers; the CI machine has 2 cores
 JOBS   ?= 2
+# the target `make demo` runs on (c, opencl, ref)
+TARGET ?= c
 
 .PHONY: install demo test test-fast lint bench clean system-tools
 
@@ -27,7 +29,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py --out demo-out --target c
+	$(BIN)/python examples/demo.py --out demo-out --target $(TARGET)
 
 test: $(STAMP) system-tools
 	$(BIN)/ruff check .

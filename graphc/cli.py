@@ -154,8 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     gn.add_argument("--threads", type=int, metavar="N", help="threads per run (default: all cores)")
     gn.add_argument("--quantize", metavar="TYPE", help="quantize float weights at load time (q4_0, q5_1, q8_0, ...)")
     gn.add_argument("--ids", action="store_true", help="print token ids instead of text")
-    gn.add_argument("--target", default="c", metavar="NAME", help="ref | c (default c)")
+    gn.add_argument("--target", default="c", metavar="NAME", help="ref | c | opencl (default c)")
+    gn.add_argument("--device", metavar="DEV", help="target opencl: the device (see 'graphc devices')")
     gn.set_defaults(func=cmd_generate)
+
+    d = sub.add_parser("devices", parents=[common], formatter_class=_formatter,
+                       help="list the devices graphc can compile for (this CPU; every OpenCL platform and device)",
+                       description="List this machine's CPU (target c) and every OpenCL platform and device with "
+                                   "the features graphc's OpenCL kernels are chosen by. Name an OpenCL device with "
+                                   "--device (or GRAPHC_OPENCL_DEVICE) as its index, as PLATFORM:DEVICE, or by part "
+                                   "of its name.")
+    d.set_defaults(func=cmd_devices)
     return p
 
 
@@ -165,6 +174,9 @@ def _target_args(p: argparse.ArgumentParser, default_target: str | None = DEFAUL
                         + (", or the artifact's own" if default_target is None else "")
                         + f"; known: {', '.join(_targets()) or 'none'})")
     p.add_argument("--weights", metavar="FILE", help="weights file (.npz with one array per weight name, or .npy)")
+    p.add_argument("--device", metavar="DEV", help="target opencl: the device, as an index, PLATFORM:DEVICE or part "
+                                                   "of its name (default GRAPHC_OPENCL_DEVICE, else the first GPU; "
+                                                   "see 'graphc devices')")
     p.add_argument("--opt", metavar="KEY=VALUE", action="append", default=[],
                    help="target option (VALUE is read as JSON when it parses, else as text); repeatable")
 
@@ -290,9 +302,18 @@ def _c_opts(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def _device_opts(args: argparse.Namespace, target: "str | None") -> dict[str, Any]:
+    """--device: target opencl only."""
+    if getattr(args, "device", None) is None:
+        return {}
+    if target != "opencl":
+        raise UsageError("--device is for --target opencl")
+    return {"device": args.device}
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     import graphc
-    opts = {**_target_opts(args.opt), **_c_opts(args)}
+    opts = {**_target_opts(args.opt), **_c_opts(args), **_device_opts(args, args.target)}
     m = graphc.compile(args.graph, target=args.target, weights=args.weights, quantize=_quantize_spec(args),
                        **_pass_opts(args), **opts)
     _after_quantize(m, args)
@@ -314,12 +335,15 @@ def _open_module(args: argparse.Namespace) -> "Module":
     import graphc
     opts = _target_opts(args.opt)
     if os.path.isdir(args.graph):
+        if args.device is not None:
+            opts["device"] = args.device      # the artifact's target decides whether it applies
         if args.weights:
             raise UsageError("--weights is for graph files; an artifact directory holds its own weights")
         if args.quantize:
             raise UsageError("--quantize is for graph files; an artifact directory is compiled already")
         m = graphc.load(args.graph, target=args.target, **_pass_opts(args), **opts)
     else:
+        opts.update(_device_opts(args, args.target or DEFAULT_TARGET))
         m = graphc.compile(args.graph, target=args.target or DEFAULT_TARGET, weights=args.weights,
                            quantize=_quantize_spec(args), **_pass_opts(args), **opts)
     _after_quantize(m, args)
@@ -539,6 +563,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         opts["n_threads"] = args.threads
     if args.quantize:
         opts["quantize"] = args.quantize
+    opts.update(_device_opts(args, args.target))
     model = load(args.model, target=args.target, **opts)
     if args.prompt is not None and model.tokenizer is None:
         raise UsageError(f"{args.model} has no tokenizer: give the prompt as token ids with --prompt-ids")
@@ -559,6 +584,43 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            info = f.read()
+        model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), cpu)
+        flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    except OSError:
+        model, flags = cpu, []
+    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+                        "neon", "asimd") if f in flags]
+    print(f"target c: {model} ({os.cpu_count()} threads{', ' + ' '.join(simd) if simd else ''})")
+    try:
+        from graphc.targets.opencl.device import ENV, list_devices
+    except ImportError as e:
+        print(f"target opencl: not usable here ({e})")
+        return 0
+    try:
+        devs = list_devices()
+    except GraphcError as e:
+        print(f"target opencl: {e}")
+        return 0
+    if not devs:
+        from graphc.targets.opencl.device import HOW_TO_GET_ONE
+        print(f"target opencl: no OpenCL platform or device found; {HOW_TO_GET_ONE}")
+        return 0
+    print(f"target opencl ({len(devs)} device(s); choose with --device or {ENV}):")
+    platform_name = None
+    for i, (idx, f) in enumerate(devs):
+        if f.platform != platform_name:
+            platform_name = f.platform
+            print(f"  platform {idx.split(':')[0]}: {f.platform} ({f.version.strip()})")
+        print(f"    [{i}] {idx}  {f.name}: {f.describe()}")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -567,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "command", None) is None:
-            raise UsageError(f"no command given (one of compile, run, inspect, convert, generate; see '{PROG} --help')")
+            raise UsageError(f"no command given (one of compile, run, inspect, convert, generate, devices; see '{PROG} --help')")
         return int(args.func(args) or 0)
     except UsageError as e:
         if debug:

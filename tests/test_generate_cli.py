@@ -13,7 +13,7 @@ def tiny(tmp_path_factory):
     return make_tiny_gguf(tmp_path_factory.mktemp("gen") / "tiny.gguf", arch="llama", wtype="q8_0", seed=seed)
 
 
-@pytest.mark.parametrize("target", ["ref", "c"])
+@pytest.mark.parametrize("target", ["ref", "c", "opencl"])
 def test_generate_streams_the_greedy_text(tiny, target, capsys):
     assert main(["generate", tiny, "--prompt", "hello world", "-n", "6", "--target", target, "--ctx", "64"]) == 0
     out, err = capsys.readouterr()
@@ -48,6 +48,11 @@ def test_generate_errors(tiny, tmp_path, capsys):
     assert main(["generate", tiny]) == 2                               # a prompt is required
     assert main(["generate", tiny, "-p", "x", "--ctx", "100000", "--target", "ref"]) == 1
     assert "context" in capsys.readouterr().err
+    assert main(["generate", tiny, "-p", "x", "--device", "0"]) == 2         # --device is for --target opencl
+    assert "--device is for --target opencl" in capsys.readouterr().err
+    assert main(["generate", tiny, "-p", "x", "--target", "opencl", "--device", "no such device"]) == 1
+    err = capsys.readouterr().err
+    assert "no device matches" in err and "0:0" in err                   # the error lists the devices
 
 
 def test_stream_text_holds_back_incomplete_pieces_until_finish():

@@ -10,7 +10,7 @@ logits of every position compared. Bounds:
   llama.cpp differs from itself by up to 3.4e-5 between a prompt fed at once and token by token (q4_K_M).
   top-1 agrees at every position whose llama.cpp top-1/top-2 margin exceeds 8x that position's RMS logit
   difference (the rest are near-ties that such noise may swap; at least half the positions must qualify).
-The full target matrix runs on ref; the C target runs a subset covering every architecture and weight
+The full target matrix runs on ref; the C and OpenCL targets run a subset covering every architecture and weight
 type family (GRAPHC_TEST_LLM_FULL=1 runs all of it on C too; each C graph takes seconds to compile).
 """
 from __future__ import annotations
@@ -132,6 +132,15 @@ def test_parity_c(reference, arch, wtype):
     got = run_parity(ref, "c", wtype)
     if wtype == "f32":                # the decode graph is compiled (cached) already: the state check is cheap
         check_all_decode(ref, "c", got)
+
+
+@pytest.mark.parametrize("arch,wtype", C_CASES)
+def test_parity_opencl(reference, arch, wtype):
+    """The same on the OpenCL target (PoCL in CI): the KV cache stays on the device across graphs."""
+    ref = reference(arch, wtype)
+    got = run_parity(ref, "opencl", wtype)
+    if wtype == "f32":
+        check_all_decode(ref, "opencl", got)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])

@@ -82,3 +82,127 @@ def test_tiny_decoder_matches_ref(rng):
     mr.reset_state()
     feeds = td.step_inputs(cfg, [1, 2, 3], 0)
     _check_outputs(mo.run(feeds), mr.run(feeds), DECODER_BOUND, False, "after reset")
+
+
+# --- runtime behaviour -----------------------------------------------------------------------------
+
+def _ew_graph(name: str = "x"):
+    g = graphc.GraphBuilder("cl-ew")
+    x = g.set_input(g.new_tensor_2d("f32", 37, 5, name))
+    b = g.set_input(g.new_tensor_1d("f16", 37, "b"))
+    y = g.mul(g.scale(g.silu(g.add(x, b)), 0.5), g.sqr(x))
+    return g.build(y, g.rms_norm(y, 1e-5))
+
+
+def _ew_feeds(rng, name: str = "x"):
+    return {name: rng.standard_normal((5, 37)).astype(np.float32), "b": rng.standard_normal(37).astype(np.float16)}
+
+
+def test_tensor_names_never_become_code(rng):
+    hostile = 'x"*/ __kernel void evil() {}\n#define A'
+    graph = _ew_graph(hostile)
+    gen = graphc.targets.opencl.generate_source(graph)
+    code = re.sub(r"/\*.*?\*/", "", gen.source, flags=re.S)
+    assert "evil" not in code and "#define A" not in code
+    feeds = _ew_feeds(rng, hostile)
+    got = graphc.compile(graph, target="opencl").run(feeds)
+    want = graphc.compile(graph, target="ref").run(feeds)
+    for k in want:
+        compare(got[k], want[k], 1e-7, k)
+
+
+def test_device_selection(monkeypatch):
+    from graphc.targets.opencl import device
+    devs = device.list_devices()
+    assert devs, "no OpenCL device: " + device.HOW_TO_GET_ONE
+    first = device.all_devices()[0][2]
+    assert device.select(0) == first and device.select("0:0") == first
+    assert device.select(devs[0][1].name[:5].lower()) is not None
+    monkeypatch.setenv(device.ENV, "0:0")
+    assert device.select(None) == first
+    monkeypatch.setenv(device.ENV, "no-such-device")
+    with pytest.raises(graphc.CompileError, match="GRAPHC_OPENCL_DEVICE='no-such-device'.*0:0"):
+        device.select(None)
+    with pytest.raises(graphc.CompileError, match="no device matches device='99'"):
+        device.select("99")
+
+
+def test_program_cache_and_build_errors(tmp_path, monkeypatch):
+    from graphc.targets.opencl import build, device
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    src = "__kernel void twice(__global float *x) { x[get_global_id(0)] *= 2.0f; }\n// " + str(tmp_path)
+    dc = device.DeviceContext(device.select(0))
+    build.build(dc, src, "a test kernel")
+    cached = list((tmp_path / "opencl").glob("*.bin"))
+    assert len(cached) == 1
+    fresh = device.DeviceContext(device.select(0))           # a new context loads the binary from disk
+    prog = build.build(fresh, src, "a test kernel")
+    x = np.arange(8, dtype=np.float32)
+    buf = fresh.buffer(x.nbytes, host=x)
+    prog.twice(fresh.queue, (8,), None, buf)
+    fresh.cl.enqueue_copy(fresh.queue, x, buf)
+    assert x.tolist() == [2.0 * i for i in range(8)]
+    cached[0].write_bytes(b"garbage")                         # a damaged binary: rebuilt from source
+    assert build.build(device.DeviceContext(device.select(0)), src, "a test kernel") is not None
+    with pytest.raises(graphc.CompileError, match=r"building a broken kernel failed(.|\n)*error"):
+        build.build(dc, "__kernel void broken( { }", "a broken kernel")
+
+
+def test_intermediates_cannot_be_read_and_outputs_come_back(rng):
+    graph = _ew_graph()
+    m = graphc.compile(graph, target="opencl")
+    feeds = _ew_feeds(rng)
+    out1 = m.run(feeds)
+    feeds2 = _ew_feeds(rng)
+    out2 = m.run(feeds2)                                       # new inputs are uploaded, new outputs read
+    want = graphc.compile(graph, target="ref")
+    for f, got in ((feeds, out1), (feeds2, out2)):
+        exp = want.run(f)
+        for k in exp:
+            compare(got[k], exp[k], 1e-7, k)
+
+
+def test_artifact_and_cli_round_trip(tmp_path, rng, capsys):
+    from graphc.cli import main
+    graph = _ew_graph()
+    gpath = tmp_path / "g.graph"
+    graphc.save_graph(graph, gpath)
+    assert main(["compile", str(gpath), "--target", "opencl", "--device", "0", "-o", str(tmp_path / "art")]) == 0
+    m = graphc.load(tmp_path / "art")
+    assert m.target == "opencl"
+    feeds = _ew_feeds(rng)
+    want = graphc.compile(graph, target="ref").run(feeds)
+    got = m.run(feeds)
+    for k in want:
+        compare(got[k], want[k], 1e-7, k)
+    np.save(tmp_path / "x.npy", feeds["x"])
+    np.save(tmp_path / "b.npy", feeds["b"])
+    capsys.readouterr()
+    assert main(["run", str(gpath), "--target", "opencl", "--inputs", f"x={tmp_path / 'x.npy'}",
+                 f"b={tmp_path / 'b.npy'}", "-o", str(tmp_path / "out.npz")]) == 0
+    saved = np.load(tmp_path / "out.npz")
+    for k in want:
+        compare(saved[k], want[k], 1e-7, k)
+    assert main(["run", str(gpath), "--target", "c", "--device", "0", "--random-inputs"]) == 2
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "target opencl" in out and "[0] 0:0" in out
+
+
+def test_custom_expression_ops_run_on_opencl(rng):
+    from graphc.custom import register_custom_op, unregister_custom_op
+    name = 'cl "custom" */'
+    register_custom_op(name, lambda a, b: (a * (1.0 - b)).astype(np.float32), elementwise=True,
+                       kernels={"expr": lambda a, b: a * (1.0 - b)})
+    try:
+        g = graphc.GraphBuilder("custom")
+        x = g.set_input(g.new_tensor_2d("f32", 16, 3, name="x"))
+        y = g.set_input(g.new_tensor_2d("f32", 16, 3, name="y"))
+        graph = g.build(g.unary(g.add(g.custom(name, x, y), y), "tanh"))
+        feeds = {"x": rng.standard_normal((3, 16), dtype=np.float32), "y": rng.standard_normal((3, 16), dtype=np.float32)}
+        got = graphc.compile(graph, target="opencl").run(feeds)
+        want = graphc.compile(graph, target="ref").run(feeds)
+        for k in want:
+            compare(got[k], want[k], 1e-7, k)
+    finally:
+        unregister_custom_op(name)

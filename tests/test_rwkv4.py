@@ -71,7 +71,7 @@ def _feed(model: RWKVModel, toks: list[int]) -> np.ndarray:
     return np.concatenate([model.logits(toks[:N_SEQ])] + [model.logits([t]) for t in toks[N_SEQ:]])
 
 
-@pytest.fixture(scope="module", params=["ref", "c"])
+@pytest.fixture(scope="module", params=["ref", "c", "opencl"])
 def model(request, ckpt):
     return load_rwkv(ckpt[0], target=request.param, n_batch=N_SEQ)
 
@@ -174,11 +174,12 @@ def _matrices(cfg: R.RWKV4Config) -> list[str]:
     return names
 
 
-def test_quantized_c_matches_ref(ckpt):
-    """The C target's quantized mul_mat (integer dot products) gives ref's q4_0 results."""
+@pytest.mark.parametrize("target", ["c", "opencl"])
+def test_quantized_matches_ref(ckpt, target):
+    """The compiled targets' quantized mul_mat (integer dot products) gives ref's q4_0 results."""
     path, toks = ckpt[0], ckpt[1]
     r = load_rwkv(path, target="ref", quantize="q4_0")
-    m = load_rwkv(path, target="c", quantize="q4_0")
+    m = load_rwkv(path, target=target, quantize="q4_0")
     want = np.concatenate([r.logits([t]) for t in toks[:4]])
     got = np.concatenate([m.logits([t]) for t in toks[:4]])
     assert nmse(got, want) <= 1e-8
@@ -186,7 +187,7 @@ def test_quantized_c_matches_ref(ckpt):
 
 # --- numerics -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", ["ref", "c"])
+@pytest.mark.parametrize("target", ["ref", "c", "opencl"])
 def test_large_exponents_stay_finite(target, tmp_path):
     import torch  # noqa: F401  (a test dependency: missing -> the test fails)
     rng = np.random.default_rng()

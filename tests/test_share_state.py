@@ -1,5 +1,5 @@
 """share_state: a prefill graph and a decode graph over one KV cache give the same logits as one graph
-fed token by token (the tiny decoder; on ref and on c)."""
+fed token by token (the tiny decoder; on ref, c and opencl)."""
 import numpy as np
 import pytest
 
@@ -17,7 +17,7 @@ def _modules(target, n_prefill):
     return cfg, pre, dec, w
 
 
-@pytest.mark.parametrize("target", ["ref", "c"])
+@pytest.mark.parametrize("target", ["ref", "c", "opencl"])
 def test_prefill_then_decode_shares_the_cache(target):
     rng = np.random.default_rng()
     cfg, pre, dec, w = _modules(target, 5)

@@ -97,7 +97,7 @@ class GGUFModel(Model):
             self.quantize_plan = m.quantize_plan
             changed = set(m.quantize_plan.changed)
             self._qtypes = {n: m.quantize_plan[n] for n in changed}
-            self._qdata = {t.name: t.data for t in m.graph.leafs if t.name in changed}
+            self._qdata = {t.name: _read_only(t.data) for t in m.graph.leafs if t.name in changed}
         else:
             m = graphc.compile(g, target=self.target, weights=self._qdata or None, share_state=owner,
                                **self.target_opts)
@@ -176,6 +176,13 @@ class GGUFModel(Model):
                 f"n_vocab {c.n_vocab}, target={self.target!r}, n_ctx={self.n_ctx}, n_past={self._n_past})")
 
 
+def _read_only(data: Any) -> np.ndarray:
+    """The quantized bytes, frozen: later graphs then use them in place (and a device uploads them once)."""
+    arr = np.asarray(data)
+    arr.flags.writeable = False
+    return arr
+
+
 def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | None = None,
               n_batch: int = DEFAULT_N_BATCH, kv_type: str = "f16", quantize: Any = None,
               n_threads: int | None = None, flash_attn: bool = False, kv_pad: int = DEFAULT_KV_PAD,
@@ -196,7 +203,7 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
             continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise CompileError(f"{what} must be an integer >= {lo}, got {v!r}")
-    if n_threads is not None and target != "ref":      # ref is numpy, it has no threads option
+    if n_threads is not None and target == "c":        # the C target's threads (ref and opencl have none)
         target_opts["n_threads"] = n_threads
     with GGUFFile(os.fspath(path)) as f:
         cfg = LLMConfig.from_file(f)

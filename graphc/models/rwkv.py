@@ -127,6 +127,6 @@ def load_rwkv(path: "str | os.PathLike[str]", target: str = "c", quantize: Any =
     path = os.fspath(path)
     if isinstance(n_batch, bool) or not isinstance(n_batch, (int, np.integer)) or n_batch < 1:
         raise CompileError(f"n_batch must be a positive integer, got {n_batch!r}")
-    if n_threads is not None and target != "ref":      # ref is numpy, it has no threads option
+    if n_threads is not None and target == "c":        # the C target's threads (ref and opencl have none)
         target_opts["n_threads"] = n_threads
     return RWKVModel(path, target, int(n_batch), quantize, target_opts)
