@@ -76,9 +76,9 @@ def run_llama_cpp(path: Path, n_threads: int, prompt: list[int], repeat: int) ->
     return N_PROMPT / _median(pre[1:]), 1.0 / _median(dec[1:])
 
 
-def run_graphc(path: Path, n_threads: int, prompt: list[int], repeat: int) -> tuple[float, float]:
+def run_graphc(path: Path, n_threads: int, prompt: list[int], repeat: int, target: str = "c") -> tuple[float, float]:
     import graphc.models
-    m = graphc.models.load(path, target="c", n_ctx=N_CTX, n_batch=N_PROMPT, n_threads=n_threads)
+    m = graphc.models.load(path, target=target, n_ctx=N_CTX, n_batch=N_PROMPT, n_threads=n_threads)
     pre, dec = [], []
     for _ in range(repeat + 1):
         m.reset_state()
@@ -102,7 +102,27 @@ def measure(quick: bool, copy_gbs: float, n_threads: int) -> dict:
            "bytes": weight_bytes_per_token(path), "copy": copy_gbs, "threads": n_threads}
     for name, fn in (("llama.cpp", run_llama_cpp), ("graphc c", run_graphc)):
         res[name] = _in_own_process(fn, path, n_threads, prompt, repeat)
+    try:
+        res["graphc opencl"] = _in_own_process(run_graphc, path, n_threads, prompt, repeat, "opencl")
+        res["opencl profile"] = _in_own_process(opencl_profile, path, prompt)
+    except Exception as e:     # no OpenCL device here: the table says so
+        res["opencl error"] = f"{type(e).__name__}: {e}"
     return res
+
+
+def opencl_profile(path: Path, prompt: list[int]) -> dict:
+    """Where an OpenCL prefill and a decode step spend their kernel time (profiling events), by kernel label."""
+    import graphc.models
+    m = graphc.models.load(path, target="opencl", n_ctx=N_CTX, n_batch=N_PROMPT, profile=True)
+    m.logits(prompt)
+    tok = int(np.argmax(m.logits(prompt[:1])[-1]))
+    for _ in range(4):
+        tok = int(np.argmax(m.logits([tok])[-1]))
+    out = {}
+    for key, mod in m.modules.items():
+        rows = mod._exe.profile()
+        out["decode" if key[0] == 1 else "prefill"] = {"total": sum(s for _, _, s in rows), "top": rows[:6]}
+    return out
 
 
 def _in_own_process(fn, *args):
@@ -120,11 +140,26 @@ def section(r: dict) -> list[str]:
              f"Decode reads {gb * 1e3:.0f} MB of weights per token.", "",
              "| engine | prefill tokens/s | decode tokens/s | decode weight GB/s | % of copy bandwidth |",
              "|---|---:|---:|---:|---:|"]
-    for eng in ("llama.cpp", "graphc c"):
+    for eng in ("llama.cpp", "graphc c", "graphc opencl"):
+        if eng not in r:
+            continue
         pre, dec = r[eng]
         lines.append(f"| {eng} | {pre:.1f} | {dec:.1f} | {dec * gb:.1f} | {100 * dec * gb / r['copy']:.0f}% |")
     (lp, ld), (gp, gd) = r["llama.cpp"], r["graphc c"]
     lines += ["", f"graphc / llama.cpp: prefill **{gp / lp:.2f}x**, decode **{gd / ld:.2f}x**.", "", PREFILL_NOTE, ""]
+    if "graphc opencl" in r:
+        op, od = r["graphc opencl"]
+        lines += [f"OpenCL ({r.get('opencl device', 'the default device')}) / C: prefill **{op / gp:.2f}x**, "
+                  f"decode **{od / gd:.2f}x**.", ""]
+        for phase, p in r.get("opencl profile", {}).items():
+            lines.append(f"Where an OpenCL {phase} run spends its kernel time (profiling events, "
+                         f"{p['total'] * 1e3:.1f} ms of kernels in all, over the runs made):")
+            lines.append("")
+            for label, n, sec in p["top"]:
+                lines.append(f"- {label}: {sec * 1e3:.1f} ms over {n} launches ({100 * sec / p['total']:.0f}%)")
+            lines.append("")
+    elif "opencl error" in r:
+        lines += [f"OpenCL not measured: {r['opencl error']}", ""]
     return lines
 
 

@@ -164,6 +164,11 @@ def main() -> None:
         lines += gemv.section(gemv.measure(args.quick, bw))
     except (RuntimeError, OSError) as e:   # no C compiler: say so instead of failing the whole run
         lines += ["## C target: mul_mat kernels", "", f"not measured: {e}", ""]
+    try:                                   # the OpenCL target next to C (bench/opencl.py)
+        import opencl
+        lines += opencl.section(opencl.measure(args.quick))
+    except Exception as e:                 # no OpenCL device or pyopencl: say so instead of failing the run
+        lines += ["## OpenCL target next to the C target", "", f"not measured: {type(e).__name__}: {e}", ""]
     try:                                   # end to end: a LLaMA-shaped GGUF model vs llama.cpp (bench/llm.py)
         import llm
         lines += llm.section(llm.measure(args.quick, bw, N_THREADS))

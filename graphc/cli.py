@@ -629,7 +629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "command", None) is None:
-            raise UsageError(f"no command given (one of compile, run, inspect, convert, generate, devices; see '{PROG} --help')")
+            raise UsageError(f"no command given (one of compile, run, inspect, convert, generate, devices; "
+                             f"see '{PROG} --help')")
         return int(args.func(args) or 0)
     except UsageError as e:
         if debug:

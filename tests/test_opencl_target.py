@@ -199,7 +199,7 @@ def test_custom_expression_ops_run_on_opencl(rng):
         x = g.set_input(g.new_tensor_2d("f32", 16, 3, name="x"))
         y = g.set_input(g.new_tensor_2d("f32", 16, 3, name="y"))
         graph = g.build(g.unary(g.add(g.custom(name, x, y), y), "tanh"))
-        feeds = {"x": rng.standard_normal((3, 16), dtype=np.float32), "y": rng.standard_normal((3, 16), dtype=np.float32)}
+        feeds = {k: rng.standard_normal((3, 16), dtype=np.float32) for k in ("x", "y")}
         got = graphc.compile(graph, target="opencl").run(feeds)
         want = graphc.compile(graph, target="ref").run(feeds)
         for k in want:

@@ -9,6 +9,7 @@ a mirror is copied to the device only when the host changed it (an input written
 only when the host reads it (an output, state), so state stays on the device between runs.
 
 Options: device (None: GRAPHC_OPENCL_DEVICE, else the first GPU, else the first device; see device.py),
+profile (False: True times every kernel of each run with OpenCL events; `profile()` sums them by label),
 state_buffers (share_state: another OpenCL executable's state mirrors, by name; same device).
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Mirror:
 
 
 class OpenCLExecutable(MemoryIO):
-    def __init__(self, what: "Graph | Program", *, device: "int | str | None" = None,
+    def __init__(self, what: "Graph | Program", *, device: "int | str | None" = None, profile: bool = False,
                  state_buffers: "dict[str, Mirror] | None" = None):
         self.program = _as_program(what)
         self.graph = graph = self.program.graph
@@ -119,19 +120,29 @@ class OpenCLExecutable(MemoryIO):
                 "scratch": dc.buffer(gen.scratch_size), "dummy": dc.buffer(64)}
         bufs.update({f"root:{i}": m.dev for i, m in self.mirrors.items()})
         self._bufs = bufs
+        self._queue = dc.queue
+        self._times: dict[str, list[float]] = {}
+        if profile:                      # a queue of its own that records when each kernel ran
+            self._queue = cl.CommandQueue(dc.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        self._profile = bool(profile)
         self._calls = []
         for la in gen.launches:
             if 0 in la.global_size:
                 continue
             k = cl.Kernel(progs[la.program], la.kernel)
             k.set_args(*[bufs[a.name] if isinstance(a, Buf) else a for a in la.args])
-            self._calls.append((k, la.global_size, la.local_size))
+            self._calls.append((k, la.global_size, la.local_size, la.label))
 
     # --- host <-> device --------------------------------------------------------------------------
+    def profile(self) -> list[tuple[str, int, float]]:
+        """(label, launches, seconds) summed over the runs since compile (profile=True), slowest first."""
+        rows = [(label, len(ts), sum(ts)) for label, ts in self._times.items()]
+        return sorted(rows, key=lambda r: -r[2])
+
     def _to_host(self, t: Tensor) -> None:
         m = self.mirrors.get(id(root_of(t)))
         if m is not None and m.dev_newer:
-            self.dc.cl.enqueue_copy(self.dc.queue, m.host, m.dev, is_blocking=True)
+            self.dc.cl.enqueue_copy(self._queue, m.host, m.dev, is_blocking=True)
             m.dev_newer = False
 
     def write(self, t: Tensor, values: np.ndarray) -> None:
@@ -147,7 +158,7 @@ class OpenCLExecutable(MemoryIO):
         return super().read(t)
 
     def run(self) -> None:
-        cl, q = self.dc.cl, self.dc.queue
+        cl, q = self.dc.cl, self._queue
         for m in self.mirrors.values():
             if m.host_dirty:
                 if m.dev_newer:
@@ -156,9 +167,11 @@ class OpenCLExecutable(MemoryIO):
                     cl.enqueue_copy(q, m.dev, m.host, is_blocking=True)
                 m.host_dirty = False
         try:
-            for k, g, lsz in self._calls:
-                cl.enqueue_nd_range_kernel(q, k, g, lsz)
+            events = [(label, cl.enqueue_nd_range_kernel(q, k, g, lsz)) for k, g, lsz, label in self._calls]
             q.finish()
+            if self._profile:
+                for label, ev in events:
+                    self._times.setdefault(label, []).append((ev.profile.end - ev.profile.start) * 1e-9)
         except cl.Error as e:
             raise RunError(f"target opencl: running graph {self.graph.name!r} failed on "
                            f"{self.dc.features.name}: {e}") from None

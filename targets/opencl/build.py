@@ -37,7 +37,6 @@ def _key(source: str, opts: list[str], dc: DeviceContext) -> str:
 
 def build(dc: DeviceContext, source: str, what: str) -> Any:
     """A built cl.Program for `source` on dc's device (from memory, the disk cache, or compiled now)."""
-    cl = dc.cl
     opts = options(dc)
     key = _key(source, opts, dc)
     prog = dc.programs.get(key)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.codegen.lower import CopyStep, CustomStep, EwStep, LibStep, LoweredProgram, Unsupported, lower, unsupported
+from graphc.codegen.lower import (CopyStep, CustomStep, EwStep, LibStep, LoweredProgram, Unsupported, lower, op_label,
+                                  unsupported)
 from graphc.codegen.opencl import OpenCLStyle, args_of, helpers, range_of
 from graphc.program import Program
 
@@ -37,6 +38,10 @@ def _comment(s: str) -> str:
     return "".join(c if c.isprintable() and c not in "*/\\" else "?" for c in s)[:63]
 
 
+def _label(st) -> str:
+    return f"{st.kind} {' '.join(op_label(n) for n in st.nodes)}"
+
+
 def generate(program: Program, features: Features) -> Generated:
     """Lower a memory-planned Program for OpenCL; Unsupported (before any build) if an op has no kernel."""
     low = lower(program, OPENCL_LIBRARY)
@@ -54,10 +59,12 @@ def generate(program: Program, features: Features) -> Generated:
                 names = ", ".join(_comment(n.name) for n in st.nodes)
                 kernels.append(f"/* {st.kind}: {names} */\n" + body.replace("KERNEL_NAME", name, 1))
             args = [x for r in args_of(st) for x in (Buf(low.args[r].buf), np.uint64(low.args[r].offset))]
-            out.append(Launch(name, args, range_of(st), None, "gen"))
+            out.append(Launch(name, args, range_of(st), None, "gen", _label(st)))
         elif isinstance(st, LibStep):
             cx._scratch_used = 0
-            out += launches(st, cx)
+            for la in launches(st, cx):
+                la.label = la.label or f"{_label(st)}: {la.kernel}"
+                out.append(la)
         elif isinstance(st, CustomStep):
             raise unsupported("opencl", "custom", st.nodes[0], f"custom function {st.fn!r}: OpenCL runs custom "
                               "ops given as expressions (register_custom_op(..., elementwise=True, "

@@ -50,6 +50,7 @@ class Launch:
     global_size: tuple[int, ...]
     local_size: "tuple[int, ...] | None" = None
     program: str = "lib"             # "lib" (the op's kernels/opencl file), "lib:<file>" or "gen" (the module's own)
+    label: str = ""                  # what it computes, for profiles (set by the printer: step kind and ops)
 
 
 def gc_t(t: "Tensor | None", offset: int = 0) -> np.ndarray:
