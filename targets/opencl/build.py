@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -60,19 +61,31 @@ def _build(dc: DeviceContext, source: str, opts: list[str], path: "Path | None",
         except Exception:       # a stale or damaged binary: build from source instead
             prog = None
     if prog is None:
+        prog = cl.Program(dc.context, source)
         try:
-            prog = cl.Program(dc.context, source).build(options=opts)
+            prog.build(options=opts)
         except cl.RuntimeError as e:
-            log = _build_log(e)
+            log = _build_log(prog, dc, source, e)
             raise CompileError(f"target opencl: building {what} failed on {dc.features.name}:\n{log}") from None
         if path is not None:
             _save(path, prog.binaries[0])
     return prog
 
 
-def _build_log(e: Exception) -> str:
-    text = str(e)
-    return text if len(text) < 20000 else text[:20000] + "\n[... build log cut]"
+def _build_log(prog: Any, dc: DeviceContext, source: str, e: Exception) -> str:
+    """The driver's log, each `file:line:col:` followed by that line of the source."""
+    try:
+        text = prog.get_build_info(dc.device, dc.cl.program_build_info.LOG)
+    except Exception:
+        text = str(e)
+    lines = source.splitlines()
+    out = []
+    for ln in text.splitlines()[:200]:
+        out.append(ln)
+        m = re.search(r"\.cl:(\d+):(\d+):", ln)
+        if m and 0 < int(m.group(1)) <= len(lines):
+            out.append(f"    source line {m.group(1)}: {lines[int(m.group(1)) - 1].strip()[:200]}")
+    return "\n".join(out)
 
 
 def _save(path: Path, data: bytes) -> None:
