@@ -157,3 +157,13 @@ inline float gc_wg_max(float v, __local float *buf) {
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
+
+/* the address of flat element f (ggml element order) of t in buffer b */
+inline __global char *gc_flat_at(__global char *b, const gc_t t, long f) {
+    const long i0 = f % t.ne[0];
+    f /= t.ne[0];
+    const long i1 = f % t.ne[1];
+    f /= t.ne[1];
+    const long i2 = f % t.ne[2];
+    return b + t.off + i0 * t.nb[0] + i1 * t.nb[1] + i2 * t.nb[2] + (f / t.ne[2]) * t.nb[3];
+}
