@@ -48,7 +48,7 @@ def copy_convert(st: LibStep, cx: LaunchCtx) -> list[Launch]:
 @launcher("set")
 def set_(st: LibStep, cx: LaunchCtx) -> list[Launch]:
     n = st.nodes[0]
-    a, b = n.src[0], n.src[1]
+    b = n.src[1]
     out = []
     da, aa = cx.low.args[st.dst], cx.low.args[st.srcs[0]]
     if (da.buf, da.offset) != (aa.buf, aa.offset):          # not in place: dst = a first
