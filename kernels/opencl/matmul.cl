@@ -1,0 +1,311 @@
+/* mul_mat: dst[i0, i1, i2, i3] = sum_k src0[k, i0, i2/r2, i3/r3] * src1[k, i1, i2, i3] (ggml_mul_mat; src0
+ * broadcast over dims 2, 3), with ggml's CPU numerics (graphc.quants.mul_mat_quant, kernels/c/matmul.h):
+ *   1. gc_mm_prepare: every src1 column (i1, i2, i3) into scratch, once: quantized weights see it quantized
+ *      to q8_0 / q8_1 (ggml's x86 flavour: d = amax/127, id = 127/amax, rint) or q8_K; f16 / bf16 weights
+ *      see it rounded to f16 / bf16; f32 weights as is;
+ *   2. gc_mm_q32 / gc_mm_qk / gc_mm_f: a work-group computes a tile of NR weight rows x NC columns; its
+ *      work-items stride over the blocks of K, take exact integer block dot products (signed weight
+ *      values times the 8-bit activations), scale them in f32 as ggml's generic vec_dot does, and the
+ *      partial sums meet in local memory. NC = 1 is the GEMV form (decode); wider tiles reuse every
+ *      unpacked weight block across NC columns (prefill).
+ * Prepared column layouts: q8_0/q8_1 blocks of 40 bytes {float d (f16-rounded); float s (q8_1, f16-rounded);
+ * char q[32]}; q8_K blocks of 292 bytes {float d; short bsums[16]; char q[256]}; float columns K floats. */
+
+#define GC_MM_NR 4          /* weight rows per work-group, at most */
+#define GC_MM_NC 8          /* columns per work-group, at most */
+#define GC_MM_L 64          /* work-items per work-group, at most (the local buffer's size) */
+
+/* ---- 1. src1 columns -> scratch ---------------------------------------------------------------------- */
+/* kind: 0 q8_0, 1 q8_1, 2 q8_K, 3 f32, 4 f16-rounded, 5 bf16-rounded; one work-group per column */
+__kernel void gc_mm_prepare(__global char *bb, const gc_t b, __global char *sb, const ulong soff, const int kind,
+                            const long col_bytes) {
+    const long col = get_group_id(0);
+    const long i1 = col % b.ne[1], i2 = (col / b.ne[1]) % b.ne[2], i3 = col / (b.ne[1] * b.ne[2]);
+    const __global char *x = GC_ROW(bb, b, i1, i2, i3);
+    __global char *o = sb + soff + col * col_bytes;
+    const long K = b.ne[0];
+    const int l = get_local_id(0), L = get_local_size(0);
+    if (kind >= 3) {
+        for (long k = l; k < K; k += L) {
+            const float v = gc_get_f32(b.type, x + k * b.nb[0]);
+            ((__global float *)o)[k] = kind == 3 ? v : kind == 4 ? gc_f16_round(v) : as_float((uint)gc_f32_to_bf16(v) << 16);
+        }
+        return;
+    }
+    if (kind < 2) {
+        for (long blk = l; blk < K / 32; blk += L) {
+            float amax = 0.0f;
+            for (int k = 0; k < 32; k++) {
+                const float a = fabs(gc_get_f32(b.type, x + (32 * blk + k) * b.nb[0]));
+                amax = a > amax ? a : amax;
+            }
+            const float d = amax / 127.0f;
+            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            __global char *ob = o + blk * 40;
+            int sum = 0;
+            for (int k = 0; k < 32; k++) {
+                const float v = rint(gc_get_f32(b.type, x + (32 * blk + k) * b.nb[0]) * id);
+                const int q = isnan(v) ? 0 : (v > 127.0f ? 127 : (v < -128.0f ? -128 : (int)v));
+                sum += q;
+                ob[8 + k] = (char)q;
+            }
+            ((__global float *)ob)[0] = gc_f16_round(d);
+            ((__global float *)ob)[1] = kind == 1 ? gc_f16_round((float)sum * d) : 0.0f;
+        }
+        return;
+    }
+    for (long blk = l; blk < K / 256; blk += L) {
+        const __global char *xb = x + 256 * blk * b.nb[0];
+        __global char *ob = o + blk * 292;
+        float amax = 0.0f, mx = 0.0f;
+        for (int k = 0; k < 256; k++) {
+            const float v = gc_get_f32(b.type, xb + k * b.nb[0]);
+            if (amax < fabs(v)) { amax = fabs(v); mx = v; }
+        }
+        if (amax == 0.0f) {
+            for (int k = 0; k < 292; k++) ob[k] = 0;
+            continue;
+        }
+        const float iscale = -127.0f / mx;
+        for (int j = 0; j < 16; j++) {
+            int s = 0;
+            for (int k = 16 * j; k < 16 * j + 16; k++) {
+                const float v = rint(iscale * gc_get_f32(b.type, xb + k * b.nb[0]));
+                const int q = isnan(v) ? 0 : (v > 127.0f ? 127 : (int)v);
+                ob[36 + k] = (char)q;
+                s += q;
+            }
+            ((__global short *)(ob + 4))[j] = (short)s;
+        }
+        ((__global float *)ob)[0] = 1.0f / iscale;
+    }
+}
+
+/* ---- the tile: which rows and columns a work-group computes, and the local reduction ---------------- */
+typedef struct { long r0, nr, c0, nc, i2, i3, w2, w3; } gc_mm_tile;
+
+inline gc_mm_tile gc_mm_tile_of(const gc_t d, const gc_t w, int NR, int NC) {
+    gc_mm_tile t;
+    t.r0 = get_group_id(0) * NR;
+    t.nr = min((long)NR, d.ne[0] - t.r0);
+    t.c0 = get_group_id(1) * NC;
+    t.nc = min((long)NC, d.ne[1] - t.c0);
+    const long z = get_group_id(2);
+    t.i2 = z % d.ne[2];
+    t.i3 = z / d.ne[2];
+    t.w2 = t.i2 / (d.ne[2] / w.ne[2]);
+    t.w3 = t.i3 / (d.ne[3] / w.ne[3]);
+    return t;
+}
+
+/* sum every work-item's acc[r][c] and store the tile into dst (f32) */
+inline void gc_mm_finish(float acc[GC_MM_NR][GC_MM_NC], __local float *red, __global char *db, const gc_t d,
+                         const gc_mm_tile t) {
+    const int l = get_local_id(0), L = get_local_size(0);
+    for (int r = 0; r < GC_MM_NR; r++)
+        for (int c = 0; c < GC_MM_NC; c++) red[(r * GC_MM_NC + c) * GC_MM_L + l] = acc[r][c];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int o = l; o < t.nr * GC_MM_NC; o += L) {
+        const int r = o / GC_MM_NC, c = o % GC_MM_NC;
+        if (c >= t.nc) continue;
+        const __local float *v = red + o * GC_MM_L;
+        float s = 0.0f;
+        for (int k = 0; k < L; k++) s += v[k];
+        *(__global float *)GC_AT(db, d, t.r0 + r, t.c0 + c, t.i2, t.i3) = s;
+    }
+}
+
+inline long gc_mm_col(const gc_t d, long c, long i2, long i3) { return c + d.ne[1] * (i2 + d.ne[2] * i3); }
+
+/* ---- 2a. 32-element block types: q4_0 q4_1 q5_0 q5_1 q8_0 ------------------------------------------ */
+/* signed weight values of block b (q - 8 for q4_0 and so on), its scale d and min m (0 if none) */
+inline void gc_q32_block(long type, const __global uchar *blk, int *q, float *d, float *m) {
+    *d = gc_hf(blk);
+    *m = 0.0f;
+    switch (type) {
+    case GC_Q4_0:
+        for (int k = 0; k < 16; k++) { q[k] = (blk[2 + k] & 0xF) - 8; q[k + 16] = (blk[2 + k] >> 4) - 8; }
+        break;
+    case GC_Q4_1:
+        *m = gc_hf(blk + 2);
+        for (int k = 0; k < 16; k++) { q[k] = blk[4 + k] & 0xF; q[k + 16] = blk[4 + k] >> 4; }
+        break;
+    case GC_Q5_0: case GC_Q5_1: {
+        const int o = type == GC_Q5_0 ? 2 : 4, c = type == GC_Q5_0 ? 16 : 0;
+        if (type == GC_Q5_1) *m = gc_hf(blk + 2);
+        const uint qh = gc_u32le(blk + o);
+        for (int k = 0; k < 16; k++) {
+            q[k] = ((blk[o + 4 + k] & 0xF) | (((qh >> k) & 1) << 4)) - c;
+            q[k + 16] = ((blk[o + 4 + k] >> 4) | (((qh >> (k + 16)) & 1) << 4)) - c;
+        }
+        break;
+    }
+    default:
+        for (int k = 0; k < 32; k++) q[k] = (char)blk[2 + k];
+    }
+}
+
+__kernel void gc_mm_q32(__global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb,
+                        const ulong soff, const long col_bytes, const int NR, const int NC) {
+    __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];
+    const gc_mm_tile t = gc_mm_tile_of(d, w, NR, NC);
+    const int l = get_local_id(0), L = get_local_size(0);
+    const long nb = w.ne[0] / 32, bs = gc_type_size(w.type);
+    float acc[GC_MM_NR][GC_MM_NC];
+    for (int r = 0; r < GC_MM_NR; r++)
+        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
+    const __global char *act = sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes;
+    for (long b = l; b < nb; b += L) {
+        for (int r = 0; r < t.nr; r++) {
+            int q[32];
+            float dw, mw;
+            gc_q32_block(w.type, (const __global uchar *)GC_ROW(wb, w, t.r0 + r, t.w2, t.w3) + b * bs, q, &dw, &mw);
+            for (int c = 0; c < t.nc; c++) {
+                const __global char *a = act + c * col_bytes + b * 40;
+                int isum = 0;
+                for (int k = 0; k < 32; k++) isum += q[k] * a[8 + k];
+                const float dx = ((const __global float *)a)[0], sx = ((const __global float *)a)[1];
+                acc[r][c] += (float)isum * (dw * dx) + mw * sx;
+            }
+        }
+    }
+    gc_mm_finish(acc, red, db, d, t);
+}
+
+/* ---- 2b. K-quants: q2_K q3_K q4_K q5_K q6_K ------------------------------------------------------- */
+/* integer value of element e of a super-block (q2_K 0..3, q3_K -4..3, q4_K 0..15, q5_K 0..31, q6_K -32..31) */
+inline int gc_k_q(long type, const __global uchar *x, int e) {
+    switch (type) {
+    case GC_Q2_K: {
+        const int c = e / 128, j = (e % 128) / 32, l = e % 32;
+        return (x[16 + 32 * c + l] >> (2 * j)) & 3;
+    }
+    case GC_Q3_K: {
+        const int c = e / 128, j = (e % 128) / 32, l = e % 32;
+        const int hb = (x[l] >> (e / 32)) & 1;
+        return ((x[32 + 32 * c + l] >> (2 * j)) & 3) - (hb ? 0 : 4);
+    }
+    case GC_Q4_K: case GC_Q5_K: {
+        const int c = e / 64, hi = (e % 64) >= 32, l = e % 32;
+        const int qo = type == GC_Q4_K ? 16 : 48;
+        int v = hi ? (x[qo + 32 * c + l] >> 4) : (x[qo + 32 * c + l] & 0xF);
+        if (type == GC_Q5_K) v |= ((x[16 + l] >> (2 * c + hi)) & 1) << 4;
+        return v;
+    }
+    default: {   /* q6_K */
+        const int c = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+        const int qlb = x[64 * c + l + (quarter & 1) * 32];
+        const int lo = quarter < 2 ? (qlb & 0xF) : (qlb >> 4);
+        return (lo | (((x[128 + 32 * c + l] >> (2 * quarter)) & 3) << 4)) - 32;
+    }
+    }
+}
+
+/* scale and min of sub-block j; elements per sub-block (16 or 32); d and dmin of the super-block */
+inline int gc_k_scales(long type, const __global uchar *x, int j, int *sc, int *mn, float *d, float *dmin) {
+    *mn = 0;
+    *dmin = 0.0f;
+    switch (type) {
+    case GC_Q2_K:
+        *sc = x[j] & 0xF;
+        *mn = x[j] >> 4;
+        *d = gc_hf(x + 80);
+        *dmin = gc_hf(x + 82);
+        return 16;
+    case GC_Q3_K: {
+        const __global uchar *s = x + 96;
+        const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+        const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        *sc = (lo | hi << 4) - 32;
+        *d = gc_hf(x + 108);
+        return 16;
+    }
+    case GC_Q4_K: case GC_Q5_K:
+        gc_scale_min_k4(j, x + 4, sc, mn);
+        *d = gc_hf(x);
+        *dmin = gc_hf(x + 2);
+        return 32;
+    default:
+        *sc = (char)x[192 + j];
+        *d = gc_hf(x + 208);
+        return 16;
+    }
+}
+
+__kernel void gc_mm_qk(__global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb,
+                       const ulong soff, const long col_bytes, const int NR, const int NC) {
+    __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];
+    const gc_mm_tile t = gc_mm_tile_of(d, w, NR, NC);
+    const int l = get_local_id(0), L = get_local_size(0);
+    const long nsb = w.ne[0] / 256, bs = gc_type_size(w.type);
+    float acc[GC_MM_NR][GC_MM_NC];
+    for (int r = 0; r < GC_MM_NR; r++)
+        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
+    const __global char *act = sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes;
+    for (long i = l; i < nsb; i += L) {
+        for (int r = 0; r < t.nr; r++) {
+            const __global uchar *x = (const __global uchar *)GC_ROW(wb, w, t.r0 + r, t.w2, t.w3) + i * bs;
+            int isum[GC_MM_NC], msum[GC_MM_NC];
+            for (int c = 0; c < GC_MM_NC; c++) { isum[c] = 0; msum[c] = 0; }
+            float dw = 0.0f, dmin = 0.0f;
+            for (int j = 0, e0 = 0; e0 < 256; j++) {
+                int sc, mn;
+                const int sub = gc_k_scales(w.type, x, j, &sc, &mn, &dw, &dmin);
+                int q[32];
+                for (int k = 0; k < sub; k++) q[k] = gc_k_q(w.type, x, e0 + k);
+                for (int c = 0; c < t.nc; c++) {
+                    const __global char *y = act + c * col_bytes + i * 292;
+                    int s = 0;
+                    for (int k = 0; k < sub; k++) s += q[k] * y[36 + e0 + k];
+                    isum[c] += sc * s;
+                    const __global short *bsums = (const __global short *)(y + 4);
+                    const int bsum = sub == 32 ? bsums[2 * j] + bsums[2 * j + 1] : bsums[j];
+                    msum[c] += mn * bsum;
+                }
+                e0 += sub;
+            }
+            for (int c = 0; c < t.nc; c++) {
+                const float yd = *(const __global float *)(act + c * col_bytes + i * 292);
+                acc[r][c] += (dw * yd) * (float)isum[c] - (dmin * yd) * (float)msum[c];
+            }
+        }
+    }
+    gc_mm_finish(acc, red, db, d, t);
+}
+
+/* ---- 2c. float weights: f32, f16, bf16 (activations prepared as f32 columns) ------------------------ */
+__kernel void gc_mm_f(__global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb,
+                      const ulong soff, const long col_bytes, const int NR, const int NC) {
+    __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];
+    const gc_mm_tile t = gc_mm_tile_of(d, w, NR, NC);
+    const int l = get_local_id(0), L = get_local_size(0);
+    float acc[GC_MM_NR][GC_MM_NC];
+    for (int r = 0; r < GC_MM_NR; r++)
+        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
+    const __global float *act = (const __global float *)(sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes);
+    const long cstride = col_bytes / 4;
+    for (long k = l; k < w.ne[0]; k += L) {
+        for (int r = 0; r < t.nr; r++) {
+            const float wv = gc_get_f32(w.type, GC_AT(wb, w, k, t.r0 + r, t.w2, t.w3));
+            for (int c = 0; c < t.nc; c++) acc[r][c] += wv * act[c * cstride + k];
+        }
+    }
+    gc_mm_finish(acc, red, db, d, t);
+}
+
+/* ---- out_prod: dst[i0, i1, i2, i3] = sum_k a[i0, k, i2/r2, i3/r3] * b[i1, k, i2, i3] ------------------ */
+__kernel void gc_out_prod(__global char *db, const gc_t d, __global char *ab, const gc_t a, __global char *bb,
+                          const gc_t b, const gc_p_out_prod p) {
+    const long f = get_global_id(0);
+    if (f >= GC_NELEMENTS(d)) return;
+    const long i0 = f % d.ne[0], r = f / d.ne[0];
+    long i1, i2, i3;
+    gc_unravel_row(d.ne, r, &i1, &i2, &i3);
+    const long a2 = i2 / (d.ne[2] / a.ne[2]), a3 = i3 / (d.ne[3] / a.ne[3]);
+    float acc = 0.0f;
+    for (long k = 0; k < a.ne[1]; k++) {
+        const float bv = gc_get_f32(b.type, GC_AT(bb, b, i1, k, i2, i3));
+        acc += bv * gc_row_get(a.type, GC_ROW(ab, a, k, a2, a3), a.nb[0], i0);
+    }
+    gc_set_f32(d.type, GC_AT(db, d, i0, i1, i2, i3), acc);
+}
