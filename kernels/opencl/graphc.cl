@@ -17,6 +17,9 @@
 #pragma OPENCL FP_CONTRACT OFF
 #ifdef cl_khr_fp64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double gc_wide;    /* long sums that ref keeps in f64 (ggml_float) */
+#else
+typedef float gc_wide;
 #endif
 
 typedef struct gc_t {
@@ -145,12 +148,16 @@ inline float gc_wg_sum(float v, __local float *buf) {
     return r;
 }
 
+/* NaN-sticky max (ref's: a NaN anywhere makes the row NaN) */
+inline float gc_nan_max(float a, float b) { return isnan(a) || isnan(b) ? NAN : fmax(a, b); }
+
+/* the work-group's NaN-sticky max */
 inline float gc_wg_max(float v, __local float *buf) {
     const int l = get_local_id(0), n = get_local_size(0);
     buf[l] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int s = n / 2; s > 0; s >>= 1) {
-        if (l < s) buf[l] = fmax(buf[l], buf[l + s]);
+        if (l < s) buf[l] = gc_nan_max(buf[l], buf[l + s]);
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     const float r = buf[0];
@@ -166,4 +173,14 @@ inline __global char *gc_flat_at(__global char *b, const gc_t t, long f) {
     f /= t.ne[1];
     const long i2 = f % t.ne[2];
     return b + t.off + i0 * t.nb[0] + i1 * t.nb[1] + i2 * t.nb[2] + (f / t.ne[2]) * t.nb[3];
+}
+
+/* ALiBi slope of head h (soft_max, flash_attn_ext), as the reference computes it */
+inline float gc_alibi_slope(float max_bias, long n_head, long h) {
+    if (max_bias <= 0.0f) return 1.0f;
+    long n_log2 = 1;
+    while (n_log2 * 2 <= n_head) n_log2 *= 2;
+    const float m0 = pow(2.0f, -max_bias / (float)n_log2);
+    const float m1 = pow(2.0f, -(max_bias / 2.0f) / (float)n_log2);
+    return h < n_log2 ? pow(m0, (float)(h + 1)) : pow(m1, (float)(2 * (h - n_log2) + 1));
 }

@@ -144,18 +144,6 @@ __kernel void gc_argmax(__global char *db, const gc_t d, __global char *ab, cons
 }
 
 /* ---- soft_max: softmax(x * scale + slope * mask) along ne0, with optional sinks ------------------------ */
-inline float gc_alibi_slope(float max_bias, long n_head, long h) {
-    if (max_bias <= 0.0f) return 1.0f;
-    long n_log2 = 1;
-    while (n_log2 * 2 <= n_head) n_log2 *= 2;
-    const float m0 = pow(2.0f, -max_bias / (float)n_log2);
-    const float m1 = pow(2.0f, -(max_bias / 2.0f) / (float)n_log2);
-    return h < n_log2 ? pow(m0, (float)(h + 1)) : pow(m1, (float)(2 * (h - n_log2) + 1));
-}
-
-/* NaN-sticky max (ref's: a NaN anywhere makes the row NaN) */
-inline float gc_nan_max(float a, float b) { return isnan(a) || isnan(b) ? NAN : fmax(a, b); }
-
 __kernel void gc_soft_max(__global char *db, const gc_t d, __global char *ab, const gc_t a, __global char *mb,
                           const gc_t m, __global char *sb, const gc_t sk, const gc_p_soft_max p) {
     __local float red[GC_WG];
@@ -173,15 +161,7 @@ __kernel void gc_soft_max(__global char *db, const gc_t d, __global char *ab, co
         if (has_mask) w += slope * gc_get_f32(m.type, mr + i * m.nb[0]);
         mx = gc_nan_max(mx, w);
     }
-    /* local max, NaN-sticky */
-    red[l] = mx;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = L / 2; s > 0; s >>= 1) {
-        if (l < s) red[l] = gc_nan_max(red[l], red[l + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    mx = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
+    mx = gc_wg_max(mx, red);
     float skv = 0.0f;
     const int has_sinks = sk.type >= 0;
     if (has_sinks) {
