@@ -150,17 +150,9 @@ def _tensor(h: Harness, ex, t: Tensor, keep: list):
 
 
 def _params(h: Harness, n: Tensor):
-    from graphc.targets.c.params import _fields
-    d = OPS[n.op]
+    from graphc.codegen.params import field_values
     p = h.ffi.new(f"gc_p_{n.op} *")
-    for f in _fields(d):
-        v = n.params[f.name]
-        if f.kind == "choice":
-            v = f.choices.index(v)
-        elif f.kind == "bool":
-            v = int(v)
-        elif f.kind == "i32x4":
-            v = list(v)
+    for f, v in field_values(n.op, n.params):
         setattr(p, f.name, v)
     return p
 

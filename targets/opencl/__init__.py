@@ -126,12 +126,29 @@ class OpenCLExecutable(MemoryIO):
             self._queue = cl.CommandQueue(dc.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         self._profile = bool(profile)
         self._calls = []
+        self._limits: dict[tuple[str, str], tuple[int, int]] = {}
         for la in gen.launches:
             if 0 in la.global_size:
                 continue
             k = cl.Kernel(progs[la.program], la.kernel)
+            self._check_limits(k, la)
             k.set_args(*[bufs[a.name] if isinstance(a, Buf) else a for a in la.args])
             self._calls.append((k, la.global_size, la.local_size, la.label))
+
+    def _check_limits(self, k: Any, la: Any) -> None:
+        """The device's limits for this compiled kernel (work-group size, local memory), checked at load
+        so that a device too small for a kernel is a clear error, not a failed launch."""
+        cl, dev, f = self.dc.cl, self.dc.device, self.dc.features
+        key = (la.program, la.kernel)
+        if key not in self._limits:
+            self._limits[key] = (int(k.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, dev)),
+                                 int(k.get_work_group_info(cl.kernel_work_group_info.LOCAL_MEM_SIZE, dev)))
+        wg, lm = self._limits[key]
+        want = int(np.prod(la.local_size)) if la.local_size else 1
+        if want > wg or lm > f.local_mem:
+            raise CompileError(f"target opencl: kernel {la.kernel} ({la.label}) needs work-groups of {want} and "
+                               f"{lm} bytes of local memory; {f.name} allows {wg} and {f.local_mem} for it. "
+                               f"Choose another device (graphc devices)")
 
     # --- host <-> device --------------------------------------------------------------------------
     def profile(self) -> list[tuple[str, int, float]]:
