@@ -82,6 +82,26 @@ def test_fixture_matches_ref(case):
         _check_outputs(mo.run(f.inputs), mr.run(f.inputs), bound, False, f"{build}/{name} run {run}")
 
 
+MATMUL_CASES = [c for c in CASES if c.id.startswith("mul_mat")]
+
+
+@pytest.mark.parametrize("c", MATMUL_CASES, ids=[c.id for c in MATMUL_CASES])
+def test_mul_mat_gpu_work_groups(c, rng, monkeypatch):
+    """On a CPU device mul_mat runs one work-item per tile; GPUs take 64 work-items per tile that meet in a
+    local-memory reduction. PoCL runs that form too when told to, so both are checked here."""
+    from graphc.targets.opencl import lib_matmul
+    monkeypatch.setattr(lib_matmul, "lanes", lambda features: lib_matmul.LANES)
+    graph, _ = build_graph(c)
+    fed = prepare(c, rng)
+    feeds = {k: v.feed for k, v in fed.items() if k in graph}
+    mo, mr, bound = _compile_pair(graph)
+    if mr is None:
+        return                                   # declined by C as well, checked above
+    gen = mo._exe.gen
+    assert any(la.local_size == (lib_matmul.LANES, 1, 1) for la in gen.launches if la.kernel.startswith("gc_mm_"))
+    _check_outputs(mo.run(feeds), mr.run(feeds), bound, c.exact, c.id)
+
+
 def test_tiny_decoder_matches_ref(rng):
     td, cfg, g, w = _decoder(rng)
     mo = graphc.compile(g, target="opencl", weights=w)

@@ -32,7 +32,7 @@ inline int gc_type_size(long type) {
     }
 }
 
-inline float gc_hf(const __global uchar *p) { return vload_half(0, (const __global half *)p); }
+inline float gc_hf(const __global uchar *p) { return gc_h2f((ushort)p[0] | ((ushort)p[1] << 8)); }
 inline uint gc_u32le(const __global uchar *p) {
     return (uint)p[0] | ((uint)p[1] << 8) | ((uint)p[2] << 16) | ((uint)p[3] << 24);
 }

@@ -58,8 +58,17 @@ typedef struct gc_t {
 #define GC_NROWS(t) ((t).ne[1] * (t).ne[2] * (t).ne[3])
 #define GC_NELEMENTS(t) ((t).ne[0] * (t).ne[1] * (t).ne[2] * (t).ne[3])
 
+/* f16 bits -> f32 with integer and f32 operations only: exact for every f16 (a subnormal becomes a normal
+ * f32 through the power-of-two scale), branch-free so that it vectorises; some drivers implement
+ * vload_half as a slow scalar routine */
+inline float gc_h2f(ushort h) {
+    const uint m = (uint)(h & 0x7fff) << 13;
+    const float mag = as_float(m) * 0x1p112f;
+    const float v = (h & 0x7c00) == 0x7c00 ? as_float(m | 0x7f800000u) : mag;
+    return as_float(as_uint(v) | ((uint)(h & 0x8000) << 16));
+}
 inline float gc_ld_f32(const __global char *p) { return *(const __global float *)p; }
-inline float gc_ld_f16(const __global char *p) { return vload_half(0, (const __global half *)p); }
+inline float gc_ld_f16(const __global char *p) { return gc_h2f(*(const __global ushort *)p); }
 inline float gc_ld_bf16(const __global char *p) { return as_float((uint)(*(const __global ushort *)p) << 16); }
 inline void gc_st_f32(__global char *p, float v) { *(__global float *)p = v; }
 inline void gc_st_f16(__global char *p, float v) { vstore_half_rte(v, 0, (__global half *)p); }
@@ -71,8 +80,7 @@ inline void gc_st_bf16(__global char *p, float v) { *(__global ushort *)p = gc_f
 inline float gc_f16_round(float x) {
     ushort h; vstore_half_rte(x, 0, (half *)&h); return vload_half(0, (const half *)&h);
 }
-/* f16 bits <-> f32 (private memory) */
-inline float gc_h2f(ushort h) { return vload_half(0, (const half *)&h); }
+/* f32 -> f16 bits (round to nearest even) */
 inline ushort gc_f2h(float x) { ushort h; vstore_half_rte(x, 0, (half *)&h); return h; }
 
 /* [start, end) of n items for part i of n_parts: contiguous, balanced chunks */

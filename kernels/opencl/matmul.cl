@@ -82,12 +82,15 @@ __kernel void gc_mm_prepare(__global char *bb, const gc_t b, __global char *sb, 
 }
 
 /* ---- the tile: which rows and columns a work-group computes, and the local reduction ---------------- */
+/* Kernels are specialised by macro for each weight type and tile width (NC = 1: the GEMV form; GC_MM_NC:
+ * GEMM), so the type's switch folds away and acc[][] stays in registers. A tile that runs past the last
+ * row or column reads the last one again (clamped) and does not store it. */
 typedef struct { long r0, nr, c0, nc, i2, i3, w2, w3; } gc_mm_tile;
 
-inline gc_mm_tile gc_mm_tile_of(const gc_t d, const gc_t w, int NR, int NC) {
+inline gc_mm_tile gc_mm_tile_of(const gc_t d, const gc_t w, int NC) {
     gc_mm_tile t;
-    t.r0 = get_group_id(0) * NR;
-    t.nr = min((long)NR, d.ne[0] - t.r0);
+    t.r0 = get_group_id(0) * GC_MM_NR;
+    t.nr = min((long)GC_MM_NR, d.ne[0] - t.r0);
     t.c0 = get_group_id(1) * NC;
     t.nc = min((long)NC, d.ne[1] - t.c0);
     const long z = get_group_id(2);
@@ -100,15 +103,15 @@ inline gc_mm_tile gc_mm_tile_of(const gc_t d, const gc_t w, int NR, int NC) {
 
 /* sum every work-item's acc[r][c] and store the tile into dst (f32) */
 inline void gc_mm_finish(float acc[GC_MM_NR][GC_MM_NC], __local float *red, __global char *db, const gc_t d,
-                         const gc_mm_tile t) {
+                         const gc_mm_tile t, const int NC) {
     const int l = get_local_id(0), L = get_local_size(0);
     for (int r = 0; r < GC_MM_NR; r++)
-        for (int c = 0; c < GC_MM_NC; c++) red[(r * GC_MM_NC + c) * GC_MM_L + l] = acc[r][c];
+        for (int c = 0; c < NC; c++) red[(r * NC + c) * L + l] = acc[r][c];
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int o = l; o < t.nr * GC_MM_NC; o += L) {
-        const int r = o / GC_MM_NC, c = o % GC_MM_NC;
+    for (int o = l; o < t.nr * NC; o += L) {
+        const int r = o / NC, c = o % NC;
         if (c >= t.nc) continue;
-        const __local float *v = red + o * GC_MM_L;
+        const __local float *v = red + o * L;
         float s = 0.0f;
         for (int k = 0; k < L; k++) s += v[k];
         *(__global float *)GC_AT(db, d, t.r0 + r, t.c0 + c, t.i2, t.i3) = s;
@@ -117,9 +120,17 @@ inline void gc_mm_finish(float acc[GC_MM_NR][GC_MM_NC], __local float *red, __gl
 
 inline long gc_mm_col(const gc_t d, long c, long i2, long i3) { return c + d.ne[1] * (i2 + d.ne[2] * i3); }
 
+/* the rows of weight row r of the tile (clamped) and the prepared column c (clamped) */
+#define GC_MM_WROW(r) ((const __global uchar *)GC_ROW(wb, w, t.r0 + ((r) < t.nr ? (r) : t.nr - 1), t.w2, t.w3))
+#define GC_MM_ACT(c) (act + ((c) < t.nc ? (c) : t.nc - 1) * col_bytes)
+
+#define GC_MM_ARGS __global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb, \
+                   const ulong soff, const long col_bytes
+#define GC_MM_PASS db, d, wb, w, sb, soff, col_bytes
+
 /* ---- 2a. 32-element block types: q4_0 q4_1 q5_0 q5_1 q8_0 ------------------------------------------ */
 /* signed weight values of block b (q - 8 for q4_0 and so on), its scale d and min m (0 if none) */
-inline void gc_q32_block(long type, const __global uchar *blk, int *q, float *d, float *m) {
+inline void gc_q32_block(const long type, const __global uchar *blk, int *q, float *d, float *m) {
     *d = gc_hf(blk);
     *m = 0.0f;
     switch (type) {
@@ -145,36 +156,41 @@ inline void gc_q32_block(long type, const __global uchar *blk, int *q, float *d,
     }
 }
 
-__kernel void gc_mm_q32(__global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb,
-                        const ulong soff, const long col_bytes, const int NR, const int NC) {
-    __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];
-    const gc_mm_tile t = gc_mm_tile_of(d, w, NR, NC);
+inline void gc_mm_q32(const long type, const int NC, __local float *red, GC_MM_ARGS) {
+    const gc_mm_tile t = gc_mm_tile_of(d, w, NC);
     const int l = get_local_id(0), L = get_local_size(0);
-    const long nb = w.ne[0] / 32, bs = gc_type_size(w.type);
+    const long nb = w.ne[0] / 32, bs = gc_type_size(type);
     float acc[GC_MM_NR][GC_MM_NC];
-    for (int r = 0; r < GC_MM_NR; r++)
-        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
     const __global char *act = sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes;
+    const __global uchar *wr[GC_MM_NR];
+    const __global char *ac[GC_MM_NC];
+    for (int r = 0; r < GC_MM_NR; r++) {
+        wr[r] = GC_MM_WROW(r);
+        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
+    }
+    for (int c = 0; c < GC_MM_NC; c++) ac[c] = GC_MM_ACT(c);
     for (long b = l; b < nb; b += L) {
-        for (int r = 0; r < t.nr; r++) {
+        for (int r = 0; r < GC_MM_NR; r++) {
             int q[32];
             float dw, mw;
-            gc_q32_block(w.type, (const __global uchar *)GC_ROW(wb, w, t.r0 + r, t.w2, t.w3) + b * bs, q, &dw, &mw);
-            for (int c = 0; c < t.nc; c++) {
-                const __global char *a = act + c * col_bytes + b * 40;
+            gc_q32_block(type, wr[r] + b * bs, q, &dw, &mw);
+            for (int c = 0; c < NC; c++) {
+                const __global char *a = ac[c] + b * 40;
                 int isum = 0;
                 for (int k = 0; k < 32; k++) isum += q[k] * a[8 + k];
                 const float dx = ((const __global float *)a)[0], sx = ((const __global float *)a)[1];
-                acc[r][c] += (float)isum * (dw * dx) + mw * sx;
+                /* the min term only where the type has one: 0 * sx is not 0 for every sx */
+                acc[r][c] += type == GC_Q4_1 || type == GC_Q5_1 ? (float)isum * (dw * dx) + mw * sx
+                                                                : (float)isum * (dw * dx);
             }
         }
     }
-    gc_mm_finish(acc, red, db, d, t);
+    gc_mm_finish(acc, red, db, d, t, NC);
 }
 
 /* ---- 2b. K-quants: q2_K q3_K q4_K q5_K q6_K ------------------------------------------------------- */
 /* integer value of element e of a super-block (q2_K 0..3, q3_K -4..3, q4_K 0..15, q5_K 0..31, q6_K -32..31) */
-inline int gc_k_q(long type, const __global uchar *x, int e) {
+inline int gc_k_q(const long type, const __global uchar *x, int e) {
     switch (type) {
     case GC_Q2_K: {
         const int c = e / 128, j = (e % 128) / 32, l = e % 32;
@@ -201,8 +217,11 @@ inline int gc_k_q(long type, const __global uchar *x, int e) {
     }
 }
 
-/* scale and min of sub-block j; elements per sub-block (16 or 32); d and dmin of the super-block */
-inline int gc_k_scales(long type, const __global uchar *x, int j, int *sc, int *mn, float *d, float *dmin) {
+/* elements per sub-block of a K-quant type */
+inline int gc_k_sub(const long type) { return type == GC_Q4_K || type == GC_Q5_K ? 32 : 16; }
+
+/* scale and min of sub-block j; d and dmin of the super-block */
+inline void gc_k_scales(const long type, const __global uchar *x, int j, int *sc, int *mn, float *d, float *dmin) {
     *mn = 0;
     *dmin = 0.0f;
     switch (type) {
@@ -211,87 +230,130 @@ inline int gc_k_scales(long type, const __global uchar *x, int j, int *sc, int *
         *mn = x[j] >> 4;
         *d = gc_hf(x + 80);
         *dmin = gc_hf(x + 82);
-        return 16;
+        break;
     case GC_Q3_K: {
         const __global uchar *s = x + 96;
         const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
         const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
         *sc = (lo | hi << 4) - 32;
         *d = gc_hf(x + 108);
-        return 16;
+        break;
     }
     case GC_Q4_K: case GC_Q5_K:
         gc_scale_min_k4(j, x + 4, sc, mn);
         *d = gc_hf(x);
         *dmin = gc_hf(x + 2);
-        return 32;
+        break;
     default:
         *sc = (char)x[192 + j];
         *d = gc_hf(x + 208);
-        return 16;
     }
 }
 
-__kernel void gc_mm_qk(__global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb,
-                       const ulong soff, const long col_bytes, const int NR, const int NC) {
-    __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];
-    const gc_mm_tile t = gc_mm_tile_of(d, w, NR, NC);
+inline void gc_mm_qk(const long type, const int NC, __local float *red, GC_MM_ARGS) {
+    const gc_mm_tile t = gc_mm_tile_of(d, w, NC);
     const int l = get_local_id(0), L = get_local_size(0);
-    const long nsb = w.ne[0] / 256, bs = gc_type_size(w.type);
+    const long nsb = w.ne[0] / 256, bs = gc_type_size(type);
+    const int sub = gc_k_sub(type);
     float acc[GC_MM_NR][GC_MM_NC];
-    for (int r = 0; r < GC_MM_NR; r++)
-        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
     const __global char *act = sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes;
+    const __global uchar *wr[GC_MM_NR];
+    const __global char *ac[GC_MM_NC];
+#pragma unroll
+    for (int r = 0; r < GC_MM_NR; r++) {
+        wr[r] = GC_MM_WROW(r);
+#pragma unroll
+        for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
+    }
+#pragma unroll
+    for (int c = 0; c < GC_MM_NC; c++) ac[c] = GC_MM_ACT(c);
     for (long i = l; i < nsb; i += L) {
-        for (int r = 0; r < t.nr; r++) {
-            const __global uchar *x = (const __global uchar *)GC_ROW(wb, w, t.r0 + r, t.w2, t.w3) + i * bs;
+        for (int r = 0; r < GC_MM_NR; r++) {
+            const __global uchar *x = wr[r] + i * bs;
             int isum[GC_MM_NC], msum[GC_MM_NC];
+#pragma unroll
             for (int c = 0; c < GC_MM_NC; c++) { isum[c] = 0; msum[c] = 0; }
             float dw = 0.0f, dmin = 0.0f;
-            for (int j = 0, e0 = 0; e0 < 256; j++) {
+#pragma unroll
+            for (int j = 0; j < 256 / sub; j++) {
                 int sc, mn;
-                const int sub = gc_k_scales(w.type, x, j, &sc, &mn, &dw, &dmin);
+                gc_k_scales(type, x, j, &sc, &mn, &dw, &dmin);
                 int q[32];
-                for (int k = 0; k < sub; k++) q[k] = gc_k_q(w.type, x, e0 + k);
-                for (int c = 0; c < t.nc; c++) {
-                    const __global char *y = act + c * col_bytes + i * 292;
+#pragma unroll
+                for (int k = 0; k < sub; k++) q[k] = gc_k_q(type, x, j * sub + k);
+#pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    const __global char *y = ac[c] + i * 292;
                     int s = 0;
-                    for (int k = 0; k < sub; k++) s += q[k] * y[36 + e0 + k];
+#pragma unroll
+                    for (int k = 0; k < sub; k++) s += q[k] * y[36 + j * sub + k];
                     isum[c] += sc * s;
                     const __global short *bsums = (const __global short *)(y + 4);
                     const int bsum = sub == 32 ? bsums[2 * j] + bsums[2 * j + 1] : bsums[j];
                     msum[c] += mn * bsum;
                 }
-                e0 += sub;
             }
-            for (int c = 0; c < t.nc; c++) {
-                const float yd = *(const __global float *)(act + c * col_bytes + i * 292);
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const float yd = *(const __global float *)(ac[c] + i * 292);
                 acc[r][c] += (dw * yd) * (float)isum[c] - (dmin * yd) * (float)msum[c];
             }
         }
     }
-    gc_mm_finish(acc, red, db, d, t);
+    gc_mm_finish(acc, red, db, d, t, NC);
 }
 
 /* ---- 2c. float weights: f32, f16, bf16 (activations prepared as f32 columns) ------------------------ */
-__kernel void gc_mm_f(__global char *db, const gc_t d, __global char *wb, const gc_t w, __global char *sb,
-                      const ulong soff, const long col_bytes, const int NR, const int NC) {
-    __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];
-    const gc_mm_tile t = gc_mm_tile_of(d, w, NR, NC);
+inline void gc_mm_f(const long type, const int NC, __local float *red, GC_MM_ARGS) {
+    const gc_mm_tile t = gc_mm_tile_of(d, w, NC);
     const int l = get_local_id(0), L = get_local_size(0);
     float acc[GC_MM_NR][GC_MM_NC];
-    for (int r = 0; r < GC_MM_NR; r++)
+    const __global char *act = sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes;
+    const __global char *wr[GC_MM_NR];
+    const __global float *ac[GC_MM_NC];
+#pragma unroll
+    for (int r = 0; r < GC_MM_NR; r++) {
+        wr[r] = (const __global char *)GC_MM_WROW(r);
+#pragma unroll
         for (int c = 0; c < GC_MM_NC; c++) acc[r][c] = 0.0f;
-    const __global float *act = (const __global float *)(sb + soff + gc_mm_col(d, t.c0, t.i2, t.i3) * col_bytes);
-    const long cstride = col_bytes / 4;
+    }
+#pragma unroll
+    for (int c = 0; c < GC_MM_NC; c++) ac[c] = (const __global float *)GC_MM_ACT(c);
+    const long nb0 = w.nb[0];
     for (long k = l; k < w.ne[0]; k += L) {
-        for (int r = 0; r < t.nr; r++) {
-            const float wv = gc_get_f32(w.type, GC_AT(wb, w, k, t.r0 + r, t.w2, t.w3));
-            for (int c = 0; c < t.nc; c++) acc[r][c] += wv * act[c * cstride + k];
+        float wv[GC_MM_NR];
+#pragma unroll
+        for (int r = 0; r < GC_MM_NR; r++) wv[r] = gc_get_f32(type, wr[r] + k * nb0);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const float x = ac[c][k];
+#pragma unroll
+            for (int r = 0; r < GC_MM_NR; r++) acc[r][c] += wv[r] * x;
         }
     }
-    gc_mm_finish(acc, red, db, d, t);
+    gc_mm_finish(acc, red, db, d, t, NC);
 }
+
+/* the kernels: gc_mm_<type>_<NC> */
+#define GC_MM_KERNEL(FAMILY, NAME, TYPE, NC) \
+    __kernel void gc_mm_##NAME##_##NC(GC_MM_ARGS) {                                                       \
+        __local float red[GC_MM_NR * GC_MM_NC * GC_MM_L];                                               \
+        FAMILY(TYPE, NC, red, GC_MM_PASS);                                                              \
+    }
+#define GC_MM_KERNELS(FAMILY, NAME, TYPE) GC_MM_KERNEL(FAMILY, NAME, TYPE, 1) GC_MM_KERNEL(FAMILY, NAME, TYPE, 8)
+GC_MM_KERNELS(gc_mm_q32, q4_0, GC_Q4_0)
+GC_MM_KERNELS(gc_mm_q32, q4_1, GC_Q4_1)
+GC_MM_KERNELS(gc_mm_q32, q5_0, GC_Q5_0)
+GC_MM_KERNELS(gc_mm_q32, q5_1, GC_Q5_1)
+GC_MM_KERNELS(gc_mm_q32, q8_0, GC_Q8_0)
+GC_MM_KERNELS(gc_mm_qk, q2_K, GC_Q2_K)
+GC_MM_KERNELS(gc_mm_qk, q3_K, GC_Q3_K)
+GC_MM_KERNELS(gc_mm_qk, q4_K, GC_Q4_K)
+GC_MM_KERNELS(gc_mm_qk, q5_K, GC_Q5_K)
+GC_MM_KERNELS(gc_mm_qk, q6_K, GC_Q6_K)
+GC_MM_KERNELS(gc_mm_f, f32, GC_F32)
+GC_MM_KERNELS(gc_mm_f, f16, GC_F16)
+GC_MM_KERNELS(gc_mm_f, bf16, GC_BF16)
 
 /* ---- out_prod: dst[i0, i1, i2, i3] = sum_k a[i0, k, i2/r2, i3/r3] * b[i1, k, i2, i3] ------------------ */
 __kernel void gc_out_prod(__global char *db, const gc_t d, __global char *ab, const gc_t a, __global char *bb,

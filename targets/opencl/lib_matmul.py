@@ -14,6 +14,13 @@ FLOAT = ("f32", "f16", "bf16")
 NR, NC, LANES = 4, 8, 64       # kernels/opencl/matmul.cl: GC_MM_NR, GC_MM_NC, GC_MM_L (maxima)
 
 
+def lanes(features) -> int:
+    """Work-items per dot-product work-group. GPUs: LANES, reduced in local memory. CPU devices run a
+    work-group's items as a loop, so one work-item per tile does the same work without the reduction and
+    lets the compiler keep the tile in registers (measured on PoCL: f16 GEMM 1.5x, GEMV 1.4x faster)."""
+    return 1 if features.kind == "cpu" else LANES
+
+
 def _prepare_kind(wtype: str) -> tuple[int, int]:
     """(gc_mm_prepare's kind, bytes per element block) for weights of wtype."""
     if wtype in Q32:
@@ -42,16 +49,13 @@ def mul_mat(st: LibStep, cx: LaunchCtx) -> list[Launch]:
     if ncols == 0 or n.nelements == 0:
         return []
     sbuf, soff = cx.scratch(col_bytes * ncols)
-    L = cx.work_group(LANES)
+    L = cx.work_group(lanes(cx.features))
     prep = Launch("gc_mm_prepare", cx.tensor(st.srcs[1]) + [sbuf, soff, np.int32(kind), np.int64(col_bytes)],
                   (ncols * L,), (L,))
-    nc = 1 if n.ne[1] == 1 else NC
-    nr = NR
-    kernel = "gc_mm_q32" if wt in Q32 else "gc_mm_qk" if wt in QK else "gc_mm_f"
-    groups = ((n.ne[0] + nr - 1) // nr, (n.ne[1] + nc - 1) // nc, n.ne[2] * n.ne[3])
-    dot = Launch(kernel, cx.tensor(st.dst) + cx.tensor(st.srcs[0]) +
-                 [sbuf, soff, np.int64(col_bytes), np.int32(nr), np.int32(nc)],
-                 (groups[0] * L, groups[1], groups[2]), (L, 1, 1))
+    nc = 1 if n.ne[1] == 1 else NC          # matmul.cl has kernels for these two tile widths
+    groups = ((n.ne[0] + NR - 1) // NR, (n.ne[1] + nc - 1) // nc, n.ne[2] * n.ne[3])
+    dot = Launch(f"gc_mm_{wt}_{nc}", cx.tensor(st.dst) + cx.tensor(st.srcs[0]) +
+                 [sbuf, soff, np.int64(col_bytes)], (groups[0] * L, groups[1], groups[2]), (L, 1, 1))
     return [prep, dot]
 
 
