@@ -220,33 +220,37 @@ inline int gc_k_q(const long type, const __global uchar *x, int e) {
 /* elements per sub-block of a K-quant type */
 inline int gc_k_sub(const long type) { return type == GC_Q4_K || type == GC_Q5_K ? 32 : 16; }
 
-/* scale and min of sub-block j; d and dmin of the super-block */
-inline void gc_k_scales(const long type, const __global uchar *x, int j, int *sc, int *mn, float *d, float *dmin) {
-    *mn = 0;
+/* d and dmin of a super-block */
+inline void gc_k_d(const long type, const __global uchar *x, float *d, float *dmin) {
     *dmin = 0.0f;
+    switch (type) {
+    case GC_Q2_K: *d = gc_hf(x + 80); *dmin = gc_hf(x + 82); break;
+    case GC_Q3_K: *d = gc_hf(x + 108); break;
+    case GC_Q4_K: case GC_Q5_K: *d = gc_hf(x); *dmin = gc_hf(x + 2); break;
+    default: *d = gc_hf(x + 208);
+    }
+}
+
+/* scale and min of sub-block j */
+inline void gc_k_scales(const long type, const __global uchar *x, int j, int *sc, int *mn) {
+    *mn = 0;
     switch (type) {
     case GC_Q2_K:
         *sc = x[j] & 0xF;
         *mn = x[j] >> 4;
-        *d = gc_hf(x + 80);
-        *dmin = gc_hf(x + 82);
         break;
     case GC_Q3_K: {
         const __global uchar *s = x + 96;
         const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
         const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
         *sc = (lo | hi << 4) - 32;
-        *d = gc_hf(x + 108);
         break;
     }
     case GC_Q4_K: case GC_Q5_K:
         gc_scale_min_k4(j, x + 4, sc, mn);
-        *d = gc_hf(x);
-        *dmin = gc_hf(x + 2);
         break;
     default:
         *sc = (char)x[192 + j];
-        *d = gc_hf(x + 208);
     }
 }
 
@@ -273,11 +277,12 @@ inline void gc_mm_qk(const long type, const int NC, __local float *red, GC_MM_AR
             int isum[GC_MM_NC], msum[GC_MM_NC];
 #pragma unroll
             for (int c = 0; c < GC_MM_NC; c++) { isum[c] = 0; msum[c] = 0; }
-            float dw = 0.0f, dmin = 0.0f;
+            float dw, dmin;
+            gc_k_d(type, x, &dw, &dmin);
 #pragma unroll
             for (int j = 0; j < 256 / sub; j++) {
                 int sc, mn;
-                gc_k_scales(type, x, j, &sc, &mn, &dw, &dmin);
+                gc_k_scales(type, x, j, &sc, &mn);
                 int q[32];
 #pragma unroll
                 for (int k = 0; k < sub; k++) q[k] = gc_k_q(type, x, j * sub + k);
