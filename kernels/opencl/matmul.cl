@@ -189,31 +189,45 @@ inline void gc_mm_q32(const long type, const int NC, __local float *red, GC_MM_A
 }
 
 /* ---- 2b. K-quants: q2_K q3_K q4_K q5_K q6_K ------------------------------------------------------- */
-/* integer value of element e of a super-block (q2_K 0..3, q3_K -4..3, q4_K 0..15, q5_K 0..31, q6_K -32..31) */
-inline int gc_k_q(const long type, const __global uchar *x, int e) {
+/* a super-block's 256 integer values (q2_K 0..3, q3_K -4..3, q4_K 0..15, q5_K 0..31, q6_K -32..31), in
+ * loops over 32 consecutive bytes as ggml's dequantize_row_* has them, so that they vectorise */
+inline void gc_k_decode(const long type, const __global uchar *x, char *q) {
     switch (type) {
-    case GC_Q2_K: {
-        const int c = e / 128, j = (e % 128) / 32, l = e % 32;
-        return (x[16 + 32 * c + l] >> (2 * j)) & 3;
-    }
-    case GC_Q3_K: {
-        const int c = e / 128, j = (e % 128) / 32, l = e % 32;
-        const int hb = (x[l] >> (e / 32)) & 1;
-        return ((x[32 + 32 * c + l] >> (2 * j)) & 3) - (hb ? 0 : 4);
-    }
-    case GC_Q4_K: case GC_Q5_K: {
-        const int c = e / 64, hi = (e % 64) >= 32, l = e % 32;
-        const int qo = type == GC_Q4_K ? 16 : 48;
-        int v = hi ? (x[qo + 32 * c + l] >> 4) : (x[qo + 32 * c + l] & 0xF);
-        if (type == GC_Q5_K) v |= ((x[16 + l] >> (2 * c + hi)) & 1) << 4;
-        return v;
-    }
-    default: {   /* q6_K */
-        const int c = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
-        const int qlb = x[64 * c + l + (quarter & 1) * 32];
-        const int lo = quarter < 2 ? (qlb & 0xF) : (qlb >> 4);
-        return (lo | (((x[128 + 32 * c + l] >> (2 * quarter)) & 3) << 4)) - 32;
-    }
+    case GC_Q2_K:
+        for (int c = 0; c < 2; c++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++) q[128 * c + 32 * j + l] = (x[16 + 32 * c + l] >> (2 * j)) & 3;
+        break;
+    case GC_Q3_K:
+        for (int c = 0; c < 2; c++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++)
+                    q[128 * c + 32 * j + l] = (char)(((x[32 + 32 * c + l] >> (2 * j)) & 3) -
+                                                     (((x[l] >> (4 * c + j)) & 1) ? 0 : 4));
+        break;
+    case GC_Q4_K:
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = x[16 + 32 * c + l] & 0xF;
+                q[64 * c + 32 + l] = x[16 + 32 * c + l] >> 4;
+            }
+        break;
+    case GC_Q5_K:
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = (x[48 + 32 * c + l] & 0xF) | (((x[16 + l] >> (2 * c)) & 1) << 4);
+                q[64 * c + 32 + l] = (x[48 + 32 * c + l] >> 4) | (((x[16 + l] >> (2 * c + 1)) & 1) << 4);
+            }
+        break;
+    default:     /* q6_K */
+        for (int c = 0; c < 2; c++)
+            for (int l = 0; l < 32; l++) {
+                const int ql0 = x[64 * c + l], ql1 = x[64 * c + 32 + l], qh = x[128 + 32 * c + l];
+                q[128 * c + l] = (char)(((ql0 & 0xF) | ((qh & 3) << 4)) - 32);
+                q[128 * c + 32 + l] = (char)(((ql1 & 0xF) | (((qh >> 2) & 3) << 4)) - 32);
+                q[128 * c + 64 + l] = (char)(((ql0 >> 4) | (((qh >> 4) & 3) << 4)) - 32);
+                q[128 * c + 96 + l] = (char)(((ql1 >> 4) | (((qh >> 6) & 3) << 4)) - 32);
+            }
     }
 }
 
@@ -279,19 +293,16 @@ inline void gc_mm_qk(const long type, const int NC, __local float *red, GC_MM_AR
             for (int c = 0; c < GC_MM_NC; c++) { isum[c] = 0; msum[c] = 0; }
             float dw, dmin;
             gc_k_d(type, x, &dw, &dmin);
-#pragma unroll
+            char q[256];
+            gc_k_decode(type, x, q);
             for (int j = 0; j < 256 / sub; j++) {
                 int sc, mn;
                 gc_k_scales(type, x, j, &sc, &mn);
-                int q[32];
-#pragma unroll
-                for (int k = 0; k < sub; k++) q[k] = gc_k_q(type, x, j * sub + k);
 #pragma unroll
                 for (int c = 0; c < NC; c++) {
                     const __global char *y = ac[c] + i * 292;
                     int s = 0;
-#pragma unroll
-                    for (int k = 0; k < sub; k++) s += q[k] * y[36 + j * sub + k];
+                    for (int k = 0; k < sub; k++) s += q[j * sub + k] * y[36 + j * sub + k];
                     isum[c] += sc * s;
                     const __global short *bsums = (const __global short *)(y + 4);
                     const int bsum = sub == 32 ? bsums[2 * j] + bsums[2 * j + 1] : bsums[j];
