@@ -129,31 +129,67 @@ inline long gc_mm_col(const gc_t d, long c, long i2, long i3) { return c + d.ne[
 #define GC_MM_PASS db, d, wb, w, sb, soff, col_bytes
 
 /* ---- 2a. 32-element block types: q4_0 q4_1 q5_0 q5_1 q8_0 ------------------------------------------ */
-/* signed weight values of block b (q - 8 for q4_0 and so on), its scale d and min m (0 if none) */
-inline void gc_q32_block(const long type, const __global uchar *blk, int *q, float *d, float *m) {
+/* 16 bytes at any address. vload16 is the portable form; where the compiler is clang (PoCL, Rusticl, ROCm),
+ * a vector typedef with alignment 1 gives the same unaligned load inline (PoCL calls vload16 out of line). */
+#if defined(__clang__)
+typedef uchar16 __attribute__((aligned(1))) gc_uchar16_u;
+typedef char16 __attribute__((aligned(1))) gc_char16_u;
+#define GC_LDU16(p) (*(const __global gc_uchar16_u *)(p))
+#define GC_LDC16(p) (*(const __global gc_char16_u *)(p))
+#else
+#define GC_LDU16(p) vload16(0, (const __global uchar *)(p))
+#define GC_LDC16(p) vload16(0, (const __global char *)(p))
+#endif
+
+/* block b's signed weight values (q - 8 for q4_0 and so on) as two char16 halves (elements 0..15, 16..31),
+ * its scale d and min m (0 if none) */
+inline void gc_q32_block(const long type, const __global uchar *blk, char16 *lo, char16 *hi, float *d, float *m) {
     *d = gc_hf(blk);
     *m = 0.0f;
     switch (type) {
-    case GC_Q4_0:
-        for (int k = 0; k < 16; k++) { q[k] = (blk[2 + k] & 0xF) - 8; q[k + 16] = (blk[2 + k] >> 4) - 8; }
+    case GC_Q4_0: {
+        const uchar16 q = GC_LDU16(blk + 2);
+        *lo = as_char16(q & (uchar)0xF) - (char)8;
+        *hi = as_char16(q >> (uchar)4) - (char)8;
         break;
-    case GC_Q4_1:
+    }
+    case GC_Q4_1: {
         *m = gc_hf(blk + 2);
-        for (int k = 0; k < 16; k++) { q[k] = blk[4 + k] & 0xF; q[k + 16] = blk[4 + k] >> 4; }
+        const uchar16 q = GC_LDU16(blk + 4);
+        *lo = as_char16(q & (uchar)0xF);
+        *hi = as_char16(q >> (uchar)4);
         break;
+    }
     case GC_Q5_0: case GC_Q5_1: {
-        const int o = type == GC_Q5_0 ? 2 : 4, c = type == GC_Q5_0 ? 16 : 0;
+        const int o = type == GC_Q5_0 ? 2 : 4;
+        const char c = type == GC_Q5_0 ? 16 : 0;
         if (type == GC_Q5_1) *m = gc_hf(blk + 2);
-        const uint qh = gc_u32le(blk + o);
-        for (int k = 0; k < 16; k++) {
-            q[k] = ((blk[o + 4 + k] & 0xF) | (((qh >> k) & 1) << 4)) - c;
-            q[k + 16] = ((blk[o + 4 + k] >> 4) | (((qh >> (k + 16)) & 1) << 4)) - c;
-        }
+        /* the fifth bits: bit k of qh (little-endian) for element k */
+        const uchar16 sh = (uchar16)(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+        const uchar b0 = blk[o], b1 = blk[o + 1], b2 = blk[o + 2], b3 = blk[o + 3];
+        const uchar16 h0 = (((uchar16)(b0, b0, b0, b0, b0, b0, b0, b0, b1, b1, b1, b1, b1, b1, b1, b1) >> sh) &
+                            (uchar)1) << (uchar)4;
+        const uchar16 h1 = (((uchar16)(b2, b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3) >> sh) &
+                            (uchar)1) << (uchar)4;
+        const uchar16 q = GC_LDU16(blk + o + 4);
+        *lo = as_char16((q & (uchar)0xF) | h0) - c;
+        *hi = as_char16((q >> (uchar)4) | h1) - c;
         break;
     }
     default:
-        for (int k = 0; k < 32; k++) q[k] = (char)blk[2 + k];
+        *lo = GC_LDC16(blk + 2);
+        *hi = GC_LDC16(blk + 18);
     }
+}
+
+/* sum of the 32 products of a block's weights (lo, hi) and activations at a: exact (|w|, |a| <= 128, so
+ * each product fits a short); vectors of at most 256 bits, which every x86 ABI passes in registers */
+inline int gc_dot32(const char16 lo, const char16 hi, const __global char *a) {
+    const short16 p = convert_short16(lo) * convert_short16(GC_LDC16(a));
+    const short16 q = convert_short16(hi) * convert_short16(GC_LDC16(a + 16));
+    const int8 s = (convert_int8(p.lo) + convert_int8(p.hi)) + (convert_int8(q.lo) + convert_int8(q.hi));
+    const int4 t = s.lo + s.hi;
+    return (t.x + t.y) + (t.z + t.w);
 }
 
 inline void gc_mm_q32(const long type, const int NC, __local float *red, GC_MM_ARGS) {
@@ -170,14 +206,15 @@ inline void gc_mm_q32(const long type, const int NC, __local float *red, GC_MM_A
     }
     for (int c = 0; c < GC_MM_NC; c++) ac[c] = GC_MM_ACT(c);
     for (long b = l; b < nb; b += L) {
+#pragma unroll
         for (int r = 0; r < GC_MM_NR; r++) {
-            int q[32];
+            char16 lo, hi;
             float dw, mw;
-            gc_q32_block(type, wr[r] + b * bs, q, &dw, &mw);
+            gc_q32_block(type, wr[r] + b * bs, &lo, &hi, &dw, &mw);
+#pragma unroll
             for (int c = 0; c < NC; c++) {
                 const __global char *a = ac[c] + b * 40;
-                int isum = 0;
-                for (int k = 0; k < 32; k++) isum += q[k] * a[8 + k];
+                const int isum = gc_dot32(lo, hi, a + 8);
                 const float dx = ((const __global float *)a)[0], sx = ((const __global float *)a)[1];
                 /* the min term only where the type has one: 0 * sx is not 0 for every sx */
                 acc[r][c] += type == GC_Q4_1 || type == GC_Q5_1 ? (float)isum * (dw * dx) + mw * sx

@@ -22,7 +22,8 @@ VERSION = "1"          # bump when what a cached binary means changes
 
 
 def options(dc: DeviceContext) -> list[str]:
-    opts = ["-cl-std=CL1.2"]
+    # -w: warnings are not errors, and some drivers print them to the user's stderr (PoCL: unroll hints)
+    opts = ["-cl-std=CL1.2", "-w"]
     if dc.features.correct_div_sqrt:
         opts.append("-cl-fp32-correctly-rounded-divide-sqrt")
     return opts
