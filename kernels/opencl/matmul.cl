@@ -192,6 +192,13 @@ inline int gc_dot32(const char16 lo, const char16 hi, const __global char *a) {
     return (t.x + t.y) + (t.z + t.w);
 }
 
+inline int gc_dot16(const char16 v, const __global char *a) {
+    const short16 p = convert_short16(v) * convert_short16(GC_LDC16(a));
+    const int8 s = convert_int8(p.lo) + convert_int8(p.hi);
+    const int4 t = s.lo + s.hi;
+    return (t.x + t.y) + (t.z + t.w);
+}
+
 inline void gc_mm_q32(const long type, const int NC, __local float *red, GC_MM_ARGS) {
     const gc_mm_tile t = gc_mm_tile_of(d, w, NC);
     const int l = get_local_id(0), L = get_local_size(0);
@@ -330,16 +337,16 @@ inline void gc_mm_qk(const long type, const int NC, __local float *red, GC_MM_AR
             for (int c = 0; c < GC_MM_NC; c++) { isum[c] = 0; msum[c] = 0; }
             float dw, dmin;
             gc_k_d(type, x, &dw, &dmin);
-            char q[256];
-            gc_k_decode(type, x, q);
+            char16 qv[16];                     /* the super-block's values, 16 per vector */
+            gc_k_decode(type, x, (char *)qv);
             for (int j = 0; j < 256 / sub; j++) {
                 int sc, mn;
                 gc_k_scales(type, x, j, &sc, &mn);
 #pragma unroll
                 for (int c = 0; c < NC; c++) {
                     const __global char *y = ac[c] + i * 292;
-                    int s = 0;
-                    for (int k = 0; k < sub; k++) s += q[j * sub + k] * y[36 + j * sub + k];
+                    const int s = sub == 32 ? gc_dot32(qv[2 * j], qv[2 * j + 1], y + 36 + 32 * j)
+                                            : gc_dot16(qv[j], y + 36 + 16 * j);
                     isum[c] += sc * s;
                     const __global short *bsums = (const __global short *)(y + 4);
                     const int bsum = sub == 32 ? bsums[2 * j] + bsums[2 * j + 1] : bsums[j];
