@@ -48,27 +48,28 @@ def c_supported(graph) -> bool:
     return True
 
 
-@pytest.mark.parametrize("c", CASES, ids=CASE_IDS)
-def test_op_case_matches_ref(c, rng):
+def _run_case(c, rng, **opts):
+    """Compile op case c for OpenCL and ref, run both on fresh inputs and compare; the OpenCL module, or
+    None where both OpenCL and C decline it (checked by _compile_pair)."""
     graph, _ = build_graph(c)
     fed = prepare(c, rng)
     feeds = {k: v.feed for k, v in fed.items() if k in graph}
-    mo, mr, bound = _compile_pair(graph)
+    mo, mr, bound = _compile_pair(graph, **opts)
     if mr is None:
-        return                                   # declined by C as well, checked above
+        return None
     _check_outputs(mo.run(feeds), mr.run(feeds), bound, c.exact, c.id)
+    return mo
+
+
+@pytest.mark.parametrize("c", CASES, ids=CASE_IDS)
+def test_op_case_matches_ref(c, rng):
+    _run_case(c, rng)
 
 
 @pytest.mark.parametrize("c", CASES, ids=CASE_IDS)
 def test_op_case_unfused_matches_ref(c, rng):
     """passes=False: one kernel per node, so every library kernel meets views and strides as given."""
-    graph, _ = build_graph(c)
-    fed = prepare(c, rng)
-    feeds = {k: v.feed for k, v in fed.items() if k in graph}
-    mo, mr, bound = _compile_pair(graph, passes=False)
-    if mr is None:
-        return                                   # declined by C as well, checked above
-    _check_outputs(mo.run(feeds), mr.run(feeds), bound, c.exact, c.id)
+    _run_case(c, rng, passes=False)
 
 
 @pytest.mark.parametrize("case", [c for c in FIXTURE_CASES if c[2] == "ggml"], ids=fixture_ids)
@@ -91,15 +92,10 @@ def test_mul_mat_gpu_work_groups(c, rng, monkeypatch):
     local-memory reduction. PoCL runs that form too when told to, so both are checked here."""
     from graphc.targets.opencl import lib_matmul
     monkeypatch.setattr(lib_matmul, "lanes", lambda features: lib_matmul.LANES)
-    graph, _ = build_graph(c)
-    fed = prepare(c, rng)
-    feeds = {k: v.feed for k, v in fed.items() if k in graph}
-    mo, mr, bound = _compile_pair(graph)
-    if mr is None:
-        return                                   # declined by C as well, checked above
-    gen = mo._exe.gen
-    assert any(la.local_size == (lib_matmul.LANES, 1, 1) for la in gen.launches if la.kernel.startswith("gc_mm_"))
-    _check_outputs(mo.run(feeds), mr.run(feeds), bound, c.exact, c.id)
+    mo = _run_case(c, rng)
+    if mo is not None:
+        assert any(la.local_size == (lib_matmul.LANES, 1, 1) for la in mo._exe.gen.launches
+                   if la.kernel.startswith("gc_mm_"))
 
 
 def test_tiny_decoder_matches_ref(rng):

@@ -30,16 +30,6 @@ inline void gc_zero_elem(long type, __global char *d) {
     for (int k = 0; k < gc_type_size(type); k++) d[k] = 0;
 }
 
-/* the address of flat element f (ggml order) of t */
-inline const __global char *gc_flat(const __global char *b, const gc_t t, long f) {
-    const long i0 = f % t.ne[0];
-    f /= t.ne[0];
-    const long i1 = f % t.ne[1];
-    f /= t.ne[1];
-    const long i2 = f % t.ne[2];
-    return b + t.off + i0 * t.nb[0] + i1 * t.nb[1] + i2 * t.nb[2] + (f / t.ne[2]) * t.nb[3];
-}
-
 /* ---- get_rows: dst[:, i10, i11, i12] = a[:, b[i10, i11, i12], i11, i12]; out of range -> zeros ---------- */
 __kernel void gc_get_rows(__global char *db, const gc_t d, __global char *ab, const gc_t a, __global char *bb,
                           const gc_t b, const gc_p_get_rows p) {
@@ -103,12 +93,12 @@ __kernel void gc_copy_convert(__global char *db, const gc_t d, __global char *ab
     if (dblk > 1) {                                   /* quantize: one work-item per block of the row */
         for (long k = l; k < d.ne[0] / dblk; k += L) {
             float x[32];
-            for (int j = 0; j < 32; j++) x[j] = gc_get_f32(a.type, gc_flat(ab, a, ir * d.ne[0] + k * 32 + j));
+            for (int j = 0; j < 32; j++) x[j] = gc_get_f32(a.type, gc_flat_at(ab, a, ir * d.ne[0] + k * 32 + j));
             gc_quantize_block(d.type, x, (__global uchar *)dp + k * gc_type_size(d.type));
         }
         return;
     }
-    for (long k = l; k < d.ne[0]; k += L) gc_convert_elem(a.type, gc_flat(ab, a, ir * d.ne[0] + k), d.type, dp + k * d.nb[0]);
+    for (long k = l; k < d.ne[0]; k += L) gc_convert_elem(a.type, gc_flat_at(ab, a, ir * d.ne[0] + k), d.type, dp + k * d.nb[0]);
 }
 
 /* ---- set: dst = a (when not in place), then b at byte `offset` of dst through strides (nb0, nb1..3) --- */
