@@ -21,13 +21,13 @@ def lanes(features) -> int:
     return 1 if features.kind == "cpu" else LANES
 
 
-def _prepare_kind(wtype: str) -> tuple[int, int]:
-    """(gc_mm_prepare's kind, bytes per element block) for weights of wtype."""
+def _prepare_kind(wtype: str) -> tuple[int, int, int]:
+    """(gc_mm_prepare's kind, elements per prepared block, its bytes) for weights of wtype."""
     if wtype in Q32:
-        return (1 if wtype in ("q4_1", "q5_1") else 0), 40
+        return (1 if wtype in ("q4_1", "q5_1") else 0), 32, 40
     if wtype in QK:
-        return 2, 292
-    return {"f32": 3, "f16": 4, "bf16": 5}[wtype], 4
+        return 2, 256, 292
+    return {"f32": 3, "f16": 4, "bf16": 5}[wtype], 1, 4
 
 
 @launcher("mul_mat")
@@ -42,9 +42,8 @@ def mul_mat(st: LibStep, cx: LaunchCtx) -> list[Launch]:
     if w.ne[2] <= 0 or w.ne[3] <= 0 or n.ne[2] % w.ne[2] or n.ne[3] % w.ne[3]:
         raise cx.unsupported(st, "src0 does not broadcast over dst")
     K = w.ne[0]
-    kind, unit = _prepare_kind(wt)
-    per = unit if kind >= 3 else unit
-    col_bytes = (K // (1 if kind >= 3 else 32 if kind < 2 else 256) * per + 63) // 64 * 64
+    kind, blck, nbytes = _prepare_kind(wt)
+    col_bytes = (K // blck * nbytes + 63) // 64 * 64          # one prepared src1 column, 64-aligned
     ncols = x.ne[1] * x.ne[2] * x.ne[3]
     if ncols == 0 or n.nelements == 0:
         return []
