@@ -1,0 +1,255 @@
+"""The Triton target: generated Triton kernels over one arena allocation, library kernels, run on a CUDA GPU
+(compiled by Triton) or, where there is none, through Triton's interpreter on the CPU.
+
+compile(program_or_graph, device=None, cuda_graph=True) -> TritonExecutable, with ref's protocol (write /
+read / run / reset_state). Device memory (torch uint8 tensors): ONE arena for every planned intermediate
+(a tensor is a byte offset in it, passed to kernels with its shape and strides), one temporary buffer,
+and one buffer per persistent root: weights uploaded once per device (shared by every module on it),
+inputs, outputs and state. The host keeps a mirror of each persistent root (graphc.runtime.Memory); a
+mirror is copied to the device only when the host changed it and back only when the host reads it, so
+state stays on the device between runs. On the interpreter the device buffers ARE the host mirrors
+(torch.from_numpy, no copies).
+
+On a GPU the first run launches every kernel (Triton compiles them then) and the second captures the
+whole run as a CUDA graph, which later runs replay: one launch per run instead of one per kernel (state,
+inputs and outputs are at fixed addresses, so the graph stays valid). cuda_graph=False turns that off.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphc.errors import CompileError, RunError
+from graphc.ir import Flag, Graph, Tensor
+from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
+from graphc.runtime import Memory, MemoryIO
+
+from . import loader
+from .codegen import Generated, Unsupported, generate
+from .device import Device, list_devices, resolve, torch_module
+from .library import Buf
+
+__all__ = ["ACCEPTS_PROGRAM", "TritonExecutable", "compile", "generate_source", "list_devices", "supported"]
+
+ACCEPTS_PROGRAM = True
+
+
+def _as_program(what: "Graph | Program") -> Program:
+    from graphc.memplan import plan
+    if isinstance(what, Graph):
+        what = unfused(what)
+    if not isinstance(what, Program):
+        raise CompileError(f"target triton compiles a Graph or a Program, got {type(what).__name__}")
+    return what if what.plan is not None else plan(what)
+
+
+def generate_source(what: "Graph | Program", device: "int | str | None" = None) -> Generated:
+    """The generated kernels and launches for a graph (through the pass pipeline) or a Program."""
+    if isinstance(what, Graph):
+        from graphc.passes import run_pipeline
+        what = run_pipeline(what)
+    return generate(_as_program(what), resolve(device))
+
+
+def supported(what: "Graph | Program", device: "int | str | None" = None) -> bool:
+    try:
+        generate_source(what, device)
+    except Unsupported:
+        return False
+    return True
+
+
+@dataclass
+class Mirror:
+    """A persistent root's host bytes and device buffer, and which side is newer."""
+    host: np.ndarray
+    dev: Any                         # torch uint8 tensor
+    host_dirty: bool = True          # the host changed it: copy to the device before the next run
+    dev_newer: bool = False          # a run wrote it: copy to the host before the host reads it
+    constant: bool = False           # a weight: never written by a run
+    shared: bool = False             # dev is host's memory (the interpreter): nothing to copy
+
+
+_weights: dict[tuple, tuple[np.ndarray, Any]] = {}
+_weights_lock = threading.Lock()
+
+
+def _weight_on_device(host: np.ndarray, dev: Device) -> Any:
+    """A weight's device copy, made once per (bytes, device) and shared by every module (the host array
+    is kept alive with it, so its address cannot be reused by other data)."""
+    torch = torch_module()
+    key = (host.ctypes.data, host.nbytes, dev.torch_device)
+    with _weights_lock:
+        hit = _weights.get(key)
+        if hit is None:
+            hit = _weights[key] = (host, torch.from_numpy(np.ascontiguousarray(host)).to(dev.torch_device))
+        return hit[1]
+
+
+def _host_view(host: np.ndarray) -> Any:
+    """The host bytes as a torch tensor sharing their memory (read-only weights too: kernels never write
+    them, so torch's warning about non-writable arrays does not apply)."""
+    torch = torch_module()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(host.reshape(-1).view(np.uint8))
+
+
+class TritonExecutable(MemoryIO):
+    def __init__(self, what: "Graph | Program", *, device: "int | str | None" = None, cuda_graph: bool = True,
+                 state_buffers: "dict[str, Mirror] | None" = None):
+        self.program = _as_program(what)
+        self.graph = graph = self.program.graph
+        self.device = dev = resolve(device)
+        torch = torch_module()
+        self.gen = gen = generate(self.program, dev)           # Unsupported before anything is built
+        mods: dict[str, Any] = {}
+        for name in dict.fromkeys(la.module for la in gen.launches):
+            mods[name] = loader.generated(dev.mode, gen.source) if name == "gen" else \
+                loader.library(dev.mode, name.split(":", 1)[1])
+        self._interp = dev.mode == "interpret"
+
+        plan = self.program.plan
+        in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
+        self._in_arena = in_arena & materialised(self.program)
+        self.mem = Memory(graph, in_arena)
+        self._bind_leaf_data()
+        written = written_roots(graph.nodes)
+        roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
+        self.mirrors: dict[int, Mirror] = {}
+        shared = state_buffers or {}
+        for b in gen.buffers:
+            if not b.startswith("root:"):
+                continue
+            r = roots[int(b.split(":", 1)[1])]
+            if r.flags & Flag.STATE and r.name in shared:
+                m = shared[r.name]
+                if not isinstance(m, Mirror) or m.host.size != r.nbytes:
+                    raise CompileError(f"state {r.name!r}: share_state needs another Triton module's state of "
+                                       f"{r.nbytes} bytes")
+                self.mem.bind_external(r, m.host)
+            else:
+                m = self._mirror(r, constant=r.op == "none" and id(r) not in written and
+                                 not r.flags & (Flag.INPUT | Flag.STATE))
+            self.mirrors[id(r)] = m
+        self._written = [m for i, m in self.mirrors.items() if i in written or roots[i].op != "none"]
+
+        def alloc(n: int) -> Any:
+            return torch.zeros(max(int(n), 64), dtype=torch.uint8, device=dev.torch_device)
+        bufs = {"arena": alloc(plan.size), "temp": alloc(gen.temp_size), "dummy": alloc(64)}
+        bufs.update({f"root:{i}": m.dev for i, m in self.mirrors.items()})
+        self._bufs = bufs
+        self._calls = []
+        for la in gen.launches:
+            fn = getattr(mods[la.module], la.kernel)
+            args = [bufs[a.name] if isinstance(a, Buf) else a for a in la.args]
+            self._calls.append((fn, la.grid, args, la.consts, la.label))
+        self._use_graph = bool(cuda_graph) and dev.mode == "cuda"
+        self._graph = None
+        self._runs = 0
+        self.launches_per_run = len(self._calls)
+
+    def _mirror(self, r: Tensor, constant: bool) -> Mirror:
+        host = self.mem.buffer(r)
+        if self._interp:
+            return Mirror(host, _host_view(host), host_dirty=False, constant=constant, shared=True)
+        if constant:
+            return Mirror(host, _weight_on_device(host, self.device), host_dirty=False, constant=True)
+        torch = torch_module()
+        return Mirror(host, torch.zeros(max(r.nbytes, 1), dtype=torch.uint8, device=self.device.torch_device))
+
+    # --- host <-> device --------------------------------------------------------------------------
+    def _to_host(self, t: Tensor) -> None:
+        m = self.mirrors.get(id(root_of(t)))
+        if m is not None and m.dev_newer and not m.shared:
+            m.host.reshape(-1).view(np.uint8)[...] = m.dev[:m.host.nbytes].cpu().numpy()
+            m.dev_newer = False
+
+    def write(self, t: Tensor, values: np.ndarray) -> None:
+        self._to_host(t)
+        super().write(t, values)
+        m = self.mirrors.get(id(root_of(t)))
+        if m is not None and not m.shared:
+            m.host_dirty = True
+
+    def read(self, t: Tensor) -> np.ndarray:
+        self._check_persistent(t)
+        self._to_host(t)
+        return super().read(t)
+
+    def device_tensor(self, t: Tensor) -> Any:
+        """The device bytes (a torch uint8 tensor, no copy) of a persistent tensor's root, for callers that
+        keep data on the GPU (DLPack / torch)."""
+        self._check_persistent(t)
+        m = self.mirrors.get(id(root_of(t)))
+        if m is None:
+            raise RunError(f"tensor {t.name!r} has no device buffer (no kernel touches it)")
+        if m.host_dirty:
+            self._upload()
+        return m.dev
+
+    def _upload(self) -> None:
+        for m in self.mirrors.values():
+            if m.host_dirty:
+                if m.dev_newer:
+                    raise RunError("internal: a buffer changed on both the host and the device")
+                if m.host.nbytes:
+                    m.dev[:m.host.nbytes].copy_(_host_view(m.host))
+                m.host_dirty = False
+
+    def _launch_all(self) -> None:
+        for fn, grid, args, consts, _ in self._calls:
+            fn[grid](*args, **consts)
+
+    def run(self) -> None:
+        self._upload()
+        try:
+            if self._graph is not None:
+                self._graph.replay()
+            elif self._use_graph and self._runs >= 1:
+                torch = torch_module()
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    self._launch_all()
+                self._graph = g
+                g.replay()
+            else:
+                self._launch_all()
+            if not self._interp:
+                torch_module().cuda.synchronize(self.device.torch_device)
+        except CompileError:
+            raise
+        except Exception as e:
+            raise RunError(f"target triton: running graph {self.graph.name!r} on {self.device.name} failed: "
+                           f"{type(e).__name__}: {e}") from None
+        self._runs += 1
+        for m in self._written:
+            m.dev_newer = not m.shared
+
+    def reset_state(self) -> None:
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                self.mem.buffer(t)[...] = 0
+                m = self.mirrors.get(id(t))
+                if m is not None and not m.shared:
+                    m.dev_newer = False
+                    m.host_dirty = True
+
+    def state_buffers(self) -> dict[str, Any]:
+        """The state mirrors by name (what share_state hands to another Triton executable)."""
+        out = {}
+        for t in self.graph.leafs:
+            if t.flags & Flag.STATE:
+                m = self.mirrors.get(id(t))
+                if m is None:
+                    m = self.mirrors[id(t)] = self._mirror(t, constant=False)
+                out[t.name] = m
+        return out
+
+
+def compile(what: "Graph | Program", **opts: Any) -> TritonExecutable:
+    return TritonExecutable(what, **opts)

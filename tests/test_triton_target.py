@@ -1,0 +1,100 @@
+"""The Triton target (targets/triton) against the reference target, through Triton's interpreter on the
+CPU (no GPU in CI): every op case, fused and unfused, every fixture graph, the tiny decoder, state kept
+between runs, tensor names never becoming code. test_triton_aot.py compiles the same kernels for real
+GPUs (sm_80, sm_90) without one.
+
+Bounds: NMSE <= 1e-7 for f32 work. Quantized matmuls: the Triton kernels multiply dequantized weights by
+f32 activations (ref's "dequant" mode), so they are compared with ref's dequant mode at F32_BOUND, and
+the C target's ggml-mode bound does not apply. Triton may decline an op only where the C target does.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.errors import CompileError
+
+import fixture_graph as fg
+from op_cases import CASE_IDS, CASES, build_graph, compare, prepare
+from test_c_target import DECODER_BOUND, F32_BOUND, _check_outputs, _decoder
+from test_fixtures import CASES as FIXTURE_CASES, configured, fixture_ids
+from test_opencl_target import c_supported
+
+from graphc.targets.triton import codegen as tcodegen
+
+UNSUPPORTED = re.compile(r"^op \S+ is not supported on target triton yet")
+OPTS = {"device": "interpret"}
+# the interpreter evaluates masked-off lanes too (sin of a lane past the row end), numpy warns about them
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
+def _ref(graph):
+    try:
+        return graphc.compile(graph, target="ref", quant_matmul="dequant")
+    except CompileError:
+        return graphc.compile(graph, target="ref")
+
+
+def _compile_pair(graph, **opts):
+    """(triton module, ref module); (error, None) where Triton declines the graph, which is only allowed,
+    with the clear "not supported" error, where the C target declines it too."""
+    try:
+        mo = graphc.compile(graph, target="triton", **OPTS, **opts)
+    except tcodegen.Unsupported as e:
+        assert UNSUPPORTED.match(str(e)), str(e)
+        if "has no triton kernel" not in str(e) and "custom function" not in str(e):
+            assert not c_supported(graph), f"the C target runs this graph, Triton declines it: {e}"
+        return e, None
+    return mo, _ref(graph)
+
+
+def _run_case(c, rng, **opts):
+    graph, _ = build_graph(c)
+    fed = prepare(c, rng)
+    feeds = {k: v.feed for k, v in fed.items() if k in graph}
+    mo, mr = _compile_pair(graph, **opts)
+    if mr is None:
+        return None
+    _check_outputs(mo.run(feeds), mr.run(feeds), F32_BOUND, c.exact, c.id)
+    return mo
+
+
+@pytest.mark.parametrize("c", CASES, ids=CASE_IDS)
+def test_op_case_matches_ref(c, rng):
+    _run_case(c, rng)
+
+
+@pytest.mark.parametrize("c", CASES, ids=CASE_IDS)
+def test_op_case_unfused_matches_ref(c, rng):
+    """passes=False: one kernel per node, so every library kernel meets views and strides as given."""
+    _run_case(c, rng, passes=False)
+
+
+@pytest.mark.parametrize("case", [c for c in FIXTURE_CASES if c[2] == "ggml"], ids=fixture_ids)
+def test_fixture_matches_ref(case):
+    build, name, config = case
+    f = fg.rebuild(build, name)
+    graph = configured(f.graph, config)[0]
+    mo, mr = _compile_pair(graph)
+    if mr is None:
+        return
+    for run in range(2):                         # state persists between runs on both
+        _check_outputs(mo.run(f.inputs), mr.run(f.inputs), F32_BOUND, False, f"{build}/{name} run {run}")
+
+
+def test_tiny_decoder_matches_ref(rng):
+    td, cfg, g, w = _decoder(rng)
+    mo = graphc.compile(g, target="triton", weights=w, **OPTS)
+    mr = graphc.compile(g, target="ref", weights=w, quant_matmul="dequant")
+    for step in range(3):
+        feeds = td.step_inputs(cfg, [int(x) for x in rng.integers(0, cfg.n_vocab, 3)], 3 * step)
+        _check_outputs(mo.run(feeds), mr.run(feeds), DECODER_BOUND, False, f"decoder step {step}")
+    for t in g.state:
+        compare(mo.read(t.name).astype(np.float32), mr.read(t.name).astype(np.float32), DECODER_BOUND, t.name)
+    mo.reset_state()
+    mr.reset_state()
+    feeds = td.step_inputs(cfg, [1, 2, 3], 0)
+    _check_outputs(mo.run(feeds), mr.run(feeds), DECODER_BOUND, False, "after reset")
