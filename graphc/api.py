@@ -425,6 +425,9 @@ def save_artifact(module: Module, directory: str) -> str:
         files.append(WEIGHTS_FILE)
     elif os.path.exists(os.path.join(directory, WEIGHTS_FILE)):
         os.remove(os.path.join(directory, WEIGHTS_FILE))
+    save_files = getattr(module._exe, "save_files", None)
+    if save_files is not None:                # the target's own files (Triton: kernels built ahead of time)
+        files += save_files(directory)
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -450,6 +453,14 @@ def save_artifact(module: Module, directory: str) -> str:
         f.write("\n")
     os.replace(tmp, manifest_path)
     return directory
+
+
+def _artifact_file(directory: str, name: str) -> str:
+    """The path of a file the manifest lists: relative, inside the artifact (no .., no absolute paths)."""
+    parts = str(name).split("/")
+    if not name or "\\" in name or any(p in ("", ".", "..") for p in parts) or os.path.isabs(name):
+        raise _damaged(directory, f"the manifest lists a file outside the artifact: {name!r}")
+    return os.path.join(directory, *parts)
 
 
 def _damaged(path: str, msg: str) -> ParseError:
@@ -486,7 +497,7 @@ def load(directory: PathLike, target: str | None = None, passes: Any = True, dis
         files: dict = m["files"]
         graph_file, weights_file = m["graph_file"], m["weights_file"]
         for name, info in files.items():
-            p = os.path.join(directory, os.path.basename(name))
+            p = _artifact_file(directory, name)
             if not os.path.isfile(p):
                 raise _damaged(directory, f"{name} is missing")
             if sha256_file(p) != info["sha256"]:
@@ -518,6 +529,10 @@ def load(directory: PathLike, target: str | None = None, passes: Any = True, dis
             raise _damaged(manifest_path, f"weight {t.name!r} holds {raw.size} bytes, the tensor needs {t.nbytes}")
         t.data = raw
     in_memory = bind_weights(g, None, directory)
-    return _finish(g, tname, target_mod, opts, in_memory, os.path.join(directory, GRAPH_FILE),
-                   dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
-                        verify_passes=verify_passes))
+    if getattr(target_mod, "LOADS_ARTIFACT_FILES", False) and tname == saved_target:
+        opts["artifact_dir"] = directory      # the files save_files wrote (their hashes were checked above)
+    module = _finish(g, tname, target_mod, opts, in_memory, os.path.join(directory, GRAPH_FILE),
+                     dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
+                          verify_passes=verify_passes))
+    module.target_opts.pop("artifact_dir", None)      # where it was loaded from is no option to save again
+    return module

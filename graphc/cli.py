@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target c: write a C library there (libgraphc_model.so, graphc_model.h, weights.bin, "
                         "manifest.json, example.c, Makefile)")
     c.add_argument("--march", metavar="M", help="target c: the CPU to compile for (-march=M; default native)")
+    c.add_argument("--cuda-arch", metavar="LIST",
+                   help="target triton: also build every kernel's PTX and cubin for these GPUs into DIR/kernels "
+                        "(e.g. sm_80,sm_90; no GPU needed)")
     c.add_argument("--threads", metavar="N", type=int, help="target c: threads per run (default: all cores)")
     _target_args(c)
     _pass_args(c)
@@ -154,12 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     gn.add_argument("--threads", type=int, metavar="N", help="threads per run (default: all cores)")
     gn.add_argument("--quantize", metavar="TYPE", help="quantize float weights at load time (q4_0, q5_1, q8_0, ...)")
     gn.add_argument("--ids", action="store_true", help="print token ids instead of text")
-    gn.add_argument("--target", default="c", metavar="NAME", help="ref | c | opencl (default c)")
-    gn.add_argument("--device", metavar="DEV", help="target opencl: the device (see 'graphc devices')")
+    gn.add_argument("--target", default="c", metavar="NAME", help="ref | c | opencl | triton (default c)")
+    gn.add_argument("--device", metavar="DEV", help="target opencl or triton: the device (see 'graphc devices')")
     gn.set_defaults(func=cmd_generate)
 
     d = sub.add_parser("devices", parents=[common], formatter_class=_formatter,
-                       help="list the devices graphc can compile for (this CPU; every OpenCL platform and device)",
+                       help="list the devices graphc can compile for (this CPU; every OpenCL platform and device; "
+                            "CUDA GPUs for Triton)",
                        description="List this machine's CPU (target c) and every OpenCL platform and device with "
                                    "the features graphc's OpenCL kernels are chosen by. Name an OpenCL device with "
                                    "--device (or GRAPHC_OPENCL_DEVICE) as its index, as PLATFORM:DEVICE, or by part "
@@ -175,8 +179,10 @@ def _target_args(p: argparse.ArgumentParser, default_target: str | None = DEFAUL
                         + f"; known: {', '.join(_targets()) or 'none'})")
     p.add_argument("--weights", metavar="FILE", help="weights file (.npz with one array per weight name, or .npy)")
     p.add_argument("--device", metavar="DEV", help="target opencl: the device, as an index, PLATFORM:DEVICE or part "
-                                                   "of its name (default GRAPHC_OPENCL_DEVICE, else the first GPU; "
-                                                   "see 'graphc devices')")
+                                                   "of its name (default GRAPHC_OPENCL_DEVICE, else the first GPU); "
+                                                   "target triton: cuda:N or interpret (default GRAPHC_TRITON_DEVICE, "
+                                                   "else the first CUDA GPU, else the interpreter); see "
+                                                   "'graphc devices'")
     p.add_argument("--opt", metavar="KEY=VALUE", action="append", default=[],
                    help="target option (VALUE is read as JSON when it parses, else as text); repeatable")
 
@@ -299,15 +305,21 @@ def _c_opts(args: argparse.Namespace) -> dict[str, Any]:
             opts[key] = value
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.cuda_arch is not None:
+        if args.target != "triton":
+            raise UsageError("--cuda-arch is for --target triton")
+        if not args.output:
+            raise UsageError("--cuda-arch needs -o DIR (the kernels go into DIR/kernels)")
+        opts["cuda_arch"] = args.cuda_arch
     return opts
 
 
 def _device_opts(args: argparse.Namespace, target: "str | None") -> dict[str, Any]:
-    """--device: target opencl only."""
+    """--device: targets opencl and triton."""
     if getattr(args, "device", None) is None:
         return {}
-    if target != "opencl":
-        raise UsageError("--device is for --target opencl")
+    if target not in ("opencl", "triton"):
+        raise UsageError("--device is for --target opencl or triton")
     return {"device": args.device}
 
 
@@ -597,20 +609,26 @@ def cmd_devices(args: argparse.Namespace) -> int:
     simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
                         "neon", "asimd") if f in flags]
     print(f"target c: {model} ({os.cpu_count()} threads{', ' + ' '.join(simd) if simd else ''})")
+    _opencl_devices()
+    _triton_devices()
+    return 0
+
+
+def _opencl_devices() -> None:
     try:
         from graphc.targets.opencl.device import ENV, list_devices
     except ImportError as e:
         print(f"target opencl: not usable here ({e})")
-        return 0
+        return
     try:
         devs = list_devices()
     except GraphcError as e:
         print(f"target opencl: {e}")
-        return 0
+        return
     if not devs:
         from graphc.targets.opencl.device import HOW_TO_GET_ONE
         print(f"target opencl: no OpenCL platform or device found; {HOW_TO_GET_ONE}")
-        return 0
+        return
     print(f"target opencl ({len(devs)} device(s); choose with --device or {ENV}):")
     platform_name = None
     for i, (idx, f) in enumerate(devs):
@@ -618,7 +636,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
             platform_name = f.platform
             print(f"  platform {idx.split(':')[0]}: {f.platform} ({f.version.strip()})")
         print(f"    [{i}] {idx}  {f.name}: {f.describe()}")
-    return 0
+
+
+def _triton_devices() -> None:
+    try:
+        from graphc.targets.triton.device import ENV, list_devices
+        devs = list_devices()
+    except (ImportError, GraphcError) as e:
+        print(f"target triton: not usable here ({e})")
+        return
+    print(f"target triton ({len(devs)} device(s); choose with --device or {ENV}):")
+    for line in devs:
+        print(f"    {line}")
 
 
 # --- entry point -----------------------------------------------------------------------------

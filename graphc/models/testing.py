@@ -232,3 +232,43 @@ def prompt_ids(n: int, n_vocab: int, rng: np.random.Generator, bos: int = 1) -> 
 
 __all__: Sequence[str] = ("WTYPES", "TinySpec", "make_tiny_gguf", "prompt_ids", "tensor_type", "tensor_types",
                           "tiny_spec", "tiny_vocab")
+
+
+# --- full-size shapes without a file ---------------------------------------------------------------------
+
+LLAMA3_8B = TinySpec(arch="llama", n_layer=32, n_embd=4096, n_head=32, n_head_kv=8, head_dim=128, n_ff=14336,
+                     n_vocab=128256, context_length=8192, rope_base=500000.0, eps=1e-5)
+
+
+def shaped_graph(s: TinySpec = LLAMA3_8B, wtype: str = "q4_K_M", n_tokens: int = 1, n_ctx: int = 4096,
+                 n_layer: "int | None" = None, flash_attn: bool = False):
+    """The llama graph llama.cpp would build for a model of shape s with weights of file type wtype, with
+    no file behind it (weights are param leafs bound to a file name that need not exist): for compiling
+    and measuring kernels at real model sizes (LLaMA-3-8B's by default) without gigabytes of weights."""
+    from .llm_config import LLMConfig
+    from .llm_graph import build_graph
+    from graphc.types import get_type
+    n_layer = s.n_layer if n_layer is None else n_layer
+    cfg = LLMConfig(arch="llama", n_vocab=s.n_vocab, n_embd=s.n_embd, n_layer=n_layer, n_head=s.n_head,
+                    n_head_kv=s.n_head_kv, head_dim_k=s.head_dim, head_dim_v=s.head_dim, n_rot=s.head_dim,
+                    n_ff=s.n_ff, rms_eps=s.eps, context_length=s.context_length, rope_mode=0,
+                    rope_base=s.rope_base, rope_scale=1.0, rope_scaling="none", n_ctx_orig=s.context_length,
+                    ext_factor=0.0, attn_factor=1.0, kq_scale=float(1.0 / np.sqrt(s.head_dim)))
+    table = {}
+    for name, shape in _shapes(s, n_layer):
+        t = tensor_type(name, shape[0], wtype, n_layer, s.tied) if len(shape) == 2 else "f32"
+        table[name] = (get_type(t), shape)
+    return build_graph(cfg, table, f"{s.arch}-shaped.gguf", n_tokens=n_tokens, n_ctx=n_ctx, flash_attn=flash_attn)
+
+
+def _shapes(s: TinySpec, n_layer: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(GGUF name, ne) of a llama model's tensors (no rope_freqs, biases or gemma3 norms)."""
+    E, nq, nkv = s.n_embd, s.n_head * s.head_dim, s.n_head_kv * s.head_dim
+    out = [("token_embd.weight", (E, s.n_vocab)), ("output_norm.weight", (E,)), ("output.weight", (E, s.n_vocab))]
+    for il in range(n_layer):
+        p = f"blk.{il}."
+        out += [(p + "attn_norm.weight", (E,)), (p + "attn_q.weight", (E, nq)), (p + "attn_k.weight", (E, nkv)),
+                (p + "attn_v.weight", (E, nkv)), (p + "attn_output.weight", (nq, E)), (p + "ffn_norm.weight", (E,)),
+                (p + "ffn_gate.weight", (E, s.n_ff)), (p + "ffn_up.weight", (E, s.n_ff)),
+                (p + "ffn_down.weight", (s.n_ff, E))]
+    return out

@@ -31,50 +31,21 @@ F64 = tl.constexpr(28)
 BF16 = tl.constexpr(30)
 
 
-@triton.jit
-def blck(TY: tl.constexpr):
-    if TY == Q4_0 or TY == Q4_1 or TY == Q5_0 or TY == Q5_1 or TY == Q8_0 or TY == Q8_1:
-        return 32
-    elif TY == Q2_K or TY == Q3_K or TY == Q4_K or TY == Q5_K or TY == Q6_K or TY == Q8_K:
-        return 256
-    else:
-        return 1
+# (elements per block, bytes per block) of every type id: compile-time facts (constexpr functions), so
+# `if blck(TY) == 1:` picks one branch when Triton compiles a kernel, as it does in the interpreter
+_LAYOUT = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
+           10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+           24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2)}
 
 
-@triton.jit
-def tsize(TY: tl.constexpr):
-    if TY == F32 or TY == I32:
-        return 4
-    elif TY == F16 or TY == BF16 or TY == I16:
-        return 2
-    elif TY == I8:
-        return 1
-    elif TY == I64 or TY == F64:
-        return 8
-    elif TY == Q4_0:
-        return 18
-    elif TY == Q4_1:
-        return 20
-    elif TY == Q5_0:
-        return 22
-    elif TY == Q5_1:
-        return 24
-    elif TY == Q8_0:
-        return 34
-    elif TY == Q8_1:
-        return 36
-    elif TY == Q2_K:
-        return 84
-    elif TY == Q3_K:
-        return 110
-    elif TY == Q4_K:
-        return 144
-    elif TY == Q5_K:
-        return 176
-    elif TY == Q6_K:
-        return 210
-    else:
-        return 292
+@triton.constexpr_function
+def blck(TY):
+    return _LAYOUT[TY][0] if TY in _LAYOUT else 1
+
+
+@triton.constexpr_function
+def tsize(TY):
+    return _LAYOUT[TY][1] if TY in _LAYOUT else 4
 
 
 # --- addresses -------------------------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def concat(DB, D, AB, A, BB, B, dim: tl.constexpr, DT: tl.constexpr, BLOCK: tl.c
                 sa = AB + A[0] + k * eba + i1 * A[6] + i2 * A[7] + i3 * A[8]
                 sb = BB + B[0] + k * ebb + i1 * B[6] + i2 * B[7] + (i3 - A[4]) * B[8]
             first = first & m
-        for e in tl.static_range(es):
+        for e in tl.static_range(tsize(DT)):
             va = tl.load(sa + e, mask=m & first, other=0)
             vb = tl.load(sb + e, mask=m & ~first, other=0)
             tl.store(dp + k * ebd + e, tl.where(first, va, vb), mask=m)

@@ -13,6 +13,10 @@ state stays on the device between runs. On the interpreter the device buffers AR
 On a GPU the first run launches every kernel (Triton compiles them then) and the second captures the
 whole run as a CUDA graph, which later runs replay: one launch per run instead of one per kernel (state,
 inputs and outputs are at fixed addresses, so the graph stays valid). cuda_graph=False turns that off.
+
+cuda_arch="sm_80,sm_90": Module.save also writes every kernel's PTX and cubin for those GPUs, built with
+no GPU present (aot.py); graphc.load of that artifact on a GPU of one of those archs loads the cubins
+instead of compiling (`prebuilt` says whether it did).
 """
 from __future__ import annotations
 
@@ -28,14 +32,15 @@ from graphc.ir import Flag, Graph, Tensor
 from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
 from graphc.runtime import Memory, MemoryIO
 
-from . import loader
+from . import aot, loader
 from .codegen import Generated, Unsupported, generate
-from .device import Device, list_devices, resolve, torch_module
+from .device import Device, aot_device, list_devices, resolve, torch_module
 from .library import Buf
 
 __all__ = ["ACCEPTS_PROGRAM", "TritonExecutable", "compile", "generate_source", "list_devices", "supported"]
 
 ACCEPTS_PROGRAM = True
+LOADS_ARTIFACT_FILES = True          # graphc.load passes artifact_dir: the kernels built ahead of time
 
 
 def _as_program(what: "Graph | Program") -> Program:
@@ -101,12 +106,14 @@ def _host_view(host: np.ndarray) -> Any:
 
 class TritonExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, device: "int | str | None" = None, cuda_graph: bool = True,
+                 cuda_arch: "str | list[str] | None" = None, artifact_dir: "str | None" = None,
                  state_buffers: "dict[str, Mirror] | None" = None):
         self.program = _as_program(what)
         self.graph = graph = self.program.graph
         self.device = dev = resolve(device)
         torch = torch_module()
         self.gen = gen = generate(self.program, dev)           # Unsupported before anything is built
+        self.cuda_archs = aot.parse_archs(cuda_arch) if cuda_arch else []
         mods: dict[str, Any] = {}
         for name in dict.fromkeys(la.module for la in gen.launches):
             mods[name] = loader.generated(dev.mode, gen.source) if name == "gen" else \
@@ -144,14 +151,29 @@ class TritonExecutable(MemoryIO):
         bufs.update({f"root:{i}": m.dev for i, m in self.mirrors.items()})
         self._bufs = bufs
         self._calls = []
-        for la in gen.launches:
+        # kernels built ahead of time (an artifact saved with cuda_arch) for this GPU: loaded, not compiled
+        prebuilt = aot.load(artifact_dir, gen, dev.arch) if artifact_dir and dev.mode == "cuda" else None
+        self.prebuilt = prebuilt is not None
+        for i, la in enumerate(gen.launches):
             fn = getattr(mods[la.module], la.kernel)
             args = [bufs[a.name] if isinstance(a, Buf) else a for a in la.args]
-            self._calls.append((fn, la.grid, args, la.consts, la.label))
+            if prebuilt is not None:
+                fn, args, consts = prebuilt[i], aot.call_args(la, fn, args), {}
+            else:
+                consts = la.consts
+            self._calls.append((fn, la.grid, args, consts, la.label))
         self._use_graph = bool(cuda_graph) and dev.mode == "cuda"
         self._graph = None
         self._runs = 0
         self.launches_per_run = len(self._calls)
+
+    def save_files(self, directory: str) -> list[str]:
+        """Module.save's hook: with cuda_arch, every kernel's PTX and cubin for those archs (aot.py), built
+        here without a GPU; the files written, relative to directory."""
+        if not self.cuda_archs:
+            return []
+        gen = generate(self.program, aot_device(max(self.cuda_archs)))
+        return aot.build(gen, self.cuda_archs, directory)
 
     def _mirror(self, r: Tensor, constant: bool) -> Mirror:
         host = self.mem.buffer(r)

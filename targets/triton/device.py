@@ -12,6 +12,7 @@ from typing import Any
 
 from graphc.errors import CompileError
 
+ENV = "GRAPHC_TRITON_DEVICE"
 INSTALL = "pip install 'triton==3.6.0' torch (a CPU-only torch wheel is enough for the interpreter)"
 
 
@@ -34,7 +35,7 @@ def torch_module() -> Any:
 
 def resolve(device: "int | str | None" = None) -> Device:
     torch = torch_module()
-    spec = device if device is not None else os.environ.get("GRAPHC_TRITON_DEVICE") or None
+    spec = device if device is not None else os.environ.get(ENV) or None
     if spec is not None and str(spec).lower() in ("interpret", "interpreter", "cpu"):
         return Device("interpret", "cpu", "Triton interpreter (CPU)", None)
     have = torch.cuda.is_available()
@@ -51,6 +52,11 @@ def resolve(device: "int | str | None" = None) -> Device:
     i = int(index)
     major, minor = torch.cuda.get_device_capability(i)
     return Device("cuda", f"cuda:{i}", torch.cuda.get_device_name(i), major * 10 + minor)
+
+
+def aot_device(arch: int) -> Device:
+    """A GPU of compute capability `arch` that need not be present: what ahead-of-time builds generate for."""
+    return Device("cuda", "cuda:0", f"sm_{arch} (ahead of time)", arch)
 
 
 def list_devices() -> list[str]:
