@@ -10,7 +10,7 @@ logits of every position compared. Bounds:
   llama.cpp differs from itself by up to 3.4e-5 between a prompt fed at once and token by token (q4_K_M).
   top-1 agrees at every position whose llama.cpp top-1/top-2 margin exceeds 8x that position's RMS logit
   difference (the rest are near-ties that such noise may swap; at least half the positions must qualify).
-The full target matrix runs on ref; the C and OpenCL targets run a subset covering every architecture and weight
+The full target matrix runs on ref; the C, OpenCL and Triton targets run a subset covering every architecture and weight
 type family (GRAPHC_TEST_LLM_FULL=1 runs all of it on C too; each C graph takes seconds to compile).
 """
 from __future__ import annotations
@@ -141,6 +141,16 @@ def test_parity_opencl(reference, arch, wtype):
     got = run_parity(ref, "opencl", wtype)
     if wtype == "f32":
         check_all_decode(ref, "opencl", got)
+
+
+@pytest.mark.parametrize("arch,wtype", C_CASES)
+def test_parity_triton(reference, arch, wtype):
+    """The same on the Triton target: Triton's interpreter on the CPU in CI (a CUDA GPU where there is one);
+    weights and the KV cache stay in its buffers across graphs."""
+    ref = reference(arch, wtype)
+    got = run_parity(ref, "triton", wtype)
+    if wtype == "f32":
+        check_all_decode(ref, "triton", got)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])

@@ -71,7 +71,7 @@ def _feed(model: RWKVModel, toks: list[int]) -> np.ndarray:
     return np.concatenate([model.logits(toks[:N_SEQ])] + [model.logits([t]) for t in toks[N_SEQ:]])
 
 
-@pytest.fixture(scope="module", params=["ref", "c", "opencl"])
+@pytest.fixture(scope="module", params=["ref", "c", "opencl", "triton"])
 def model(request, ckpt):
     return load_rwkv(ckpt[0], target=request.param, n_batch=N_SEQ)
 
@@ -174,11 +174,13 @@ def _matrices(cfg: R.RWKV4Config) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("target", ["c", "opencl"])
+@pytest.mark.parametrize("target", ["c", "opencl", "triton"])
 def test_quantized_matches_ref(ckpt, target):
-    """The compiled targets' quantized mul_mat (integer dot products) gives ref's q4_0 results."""
+    """The compiled targets' quantized mul_mat gives ref's q4_0 results: C and OpenCL as ggml computes it
+    (integer dot products with 8-bit activations), Triton as ref's dequant mode (f32 activations)."""
     path, toks = ckpt[0], ckpt[1]
-    r = load_rwkv(path, target="ref", quantize="q4_0")
+    mode = "dequant" if target == "triton" else "ggml"
+    r = load_rwkv(path, target="ref", quantize="q4_0", quant_matmul=mode)
     m = load_rwkv(path, target=target, quantize="q4_0")
     want = np.concatenate([r.logits([t]) for t in toks[:4]])
     got = np.concatenate([m.logits([t]) for t in toks[:4]])
@@ -187,7 +189,7 @@ def test_quantized_matches_ref(ckpt, target):
 
 # --- numerics -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", ["ref", "c", "opencl"])
+@pytest.mark.parametrize("target", ["ref", "c", "opencl", "triton"])
 def test_large_exponents_stay_finite(target, tmp_path):
     import torch  # noqa: F401  (a test dependency: missing -> the test fails)
     rng = np.random.default_rng()

@@ -1,5 +1,5 @@
 """share_state: a prefill graph and a decode graph over one KV cache give the same logits as one graph
-fed token by token (the tiny decoder; on ref, c and opencl)."""
+fed token by token (the tiny decoder; on ref, c, opencl and triton)."""
 import numpy as np
 import pytest
 
@@ -17,7 +17,7 @@ def _modules(target, n_prefill):
     return cfg, pre, dec, w
 
 
-@pytest.mark.parametrize("target", ["ref", "c", "opencl"])
+@pytest.mark.parametrize("target", ["ref", "c", "opencl", "triton"])
 def test_prefill_then_decode_shares_the_cache(target):
     rng = np.random.default_rng()
     cfg, pre, dec, w = _modules(target, 5)
@@ -30,7 +30,9 @@ def test_prefill_then_decode_shares_the_cache(target):
     solo = graphc.compile(td.build(cfg, 1), target=target, weights=w)     # its own cache, one token at a time
     want = np.stack([solo.run(td.step_inputs(cfg, [t], i))["logits"] for i, t in enumerate(toks)])
     nmse = np.mean((got - want) ** 2) / np.mean(want ** 2)
-    assert nmse < 1e-10
+    # the prefill graph's GEMM sums in another order than the decode graph's GEMV on Triton (tl.dot tiles),
+    # and an f16 cache entry may round the other way; a cache shared wrongly gives O(1) differences
+    assert nmse < (1e-7 if target == "triton" else 1e-10)
     assert np.any(dec.read("blk.0.k_cache") != 0)
     pre.reset_state()                                   # one buffer: resetting one resets the other
     assert not np.any(dec.read("blk.0.k_cache"))

@@ -30,18 +30,20 @@ def get_rows(DB, D, AB, A, IB, X, DT: tl.constexpr, AT: tl.constexpr, IT: tl.con
 
 
 @triton.jit
-def set_rows(DB, D, BB, B, CB, C, DT: tl.constexpr, BT: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr):
+def set_rows(DB, D, BB, B, CB, C, DT: tl.constexpr, BT: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr,
+             ROWS: tl.constexpr):
     """dst (a view of a)[:, c[i, i2 % c.ne1, i3 % c.ne2], i2, i3] = b[:, i, i2, i3], converted (quantized for
-    block types); rows out of range are left as they are."""
-    r = tl.program_id(0).to(tl.int64)
-    i = r % B[2]
-    i2 = (r // B[2]) % B[3]
-    i3 = r // (B[2] * B[3])
-    row = get_index(at(CB, C, i, i2 % C[2], i3 % C[3], 0), CT, True)
-    ok = (row >= 0) & (row < D[2])
-    sp = at(BB, B, 0, i, i2, i3)
-    dp = at(DB, D, 0, tl.where(ok, row, 0), i2, i3)
+    block types); rows out of range are left as they are. Plain types: ROWS rows per program (a transposed
+    V cache writes rows of one element); block types: one row per program (ROWS = 1)."""
     if blck(DT) > 1:
+        r = tl.program_id(0).to(tl.int64)
+        i = r % B[2]
+        i2 = (r // B[2]) % B[3]
+        i3 = r // (B[2] * B[3])
+        row = get_index(at(CB, C, i, i2 % C[2], i3 % C[3], 0), CT, True)
+        ok = (row >= 0) & (row < D[2])
+        sp = at(BB, B, 0, i, i2, i3)
+        dp = at(DB, D, 0, tl.where(ok, row, 0), i2, i3)
         nblk = B[1] // 32
         for b0 in range(0, nblk, BLOCK):
             kb = b0 + tl.arange(0, BLOCK).to(tl.int64)
@@ -51,10 +53,19 @@ def set_rows(DB, D, BB, B, CB, C, DT: tl.constexpr, BT: tl.constexpr, CT: tl.con
             xhi = get(sp + (kb[:, None] * 32 + 16 + jj[None, :]) * B[5], BT, m[:, None])
             quantize_blocks(xlo, xhi, dp + kb * tsize(DT), m, DT)
     else:
+        r = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
+        mr = r < B[2] * B[3] * B[4]
+        i = r % B[2]
+        i2 = (r // B[2]) % B[3]
+        i3 = r // (B[2] * B[3])
+        row = get_index(at(CB, C, i, i2 % C[2], i3 % C[3], 0), CT, mr)
+        ok = mr & (row >= 0) & (row < D[2])
+        sp = at(BB, B, 0, i, i2, i3)
+        dp = at(DB, D, 0, tl.where(ok, row, 0), i2, i3)
         for k0 in range(0, B[1], BLOCK):
             k = k0 + tl.arange(0, BLOCK).to(tl.int64)
-            m = (k < B[1]) & ok
-            convert(sp + k * B[5], BT, dp + k * D[5], DT, m)
+            m = (k[None, :] < B[1]) & ok[:, None]
+            convert(sp[:, None] + k[None, :] * B[5], BT, dp[:, None] + k[None, :] * D[5], DT, m)
 
 
 @triton.jit

@@ -33,9 +33,13 @@ def set_rows(st: LibStep, cx: LaunchCtx) -> list[Launch]:
     if n.type.blck > 1 and n.type.name not in Q32:
         raise cx.unsupported(st, f"set_rows into {n.type.name}")
     args = cx.tensor(st.dst) + cx.tensor(st.srcs[1]) + cx.tensor(st.srcs[2])
-    block = _block(b.ne[0] // 32 if n.type.blck > 1 else b.ne[0])
-    return [Launch("lib", "set_rows", (_rows(b),), args,
-                   dict(DT=n.type.id, BT=b.type.id, CT=c.type.id, BLOCK=block))]
+    if n.type.blck > 1:
+        block, rows = _block(b.ne[0] // 32), 1
+    else:                                      # short rows (a transposed V cache's are 1 element): many per program
+        block = pow2(b.ne[0], 1, 1024)
+        rows = max(1, min(256, 1024 // block))
+    return [Launch("lib", "set_rows", ((_rows(b) + rows - 1) // rows,), args,
+                   dict(DT=n.type.id, BT=b.type.id, CT=c.type.id, BLOCK=block, ROWS=rows))]
 
 
 def _copy(st: LibStep, cx: LaunchCtx, dst_row: int, src_row: int) -> Launch:
