@@ -238,22 +238,53 @@ class Module:
         missing = [n for n in self._inputs if n not in inputs]
         if missing:
             raise RunError(f"missing input(s) {', '.join(map(repr, missing))}; every run needs all inputs: {expected}")
-        return [(t, to_tensor_values(inputs[n], t, "input", RunError)) for n, t in self._inputs.items()]
+        out = []
+        for n, t in self._inputs.items():
+            v = inputs[n]
+            if _is_torch(v):
+                if hasattr(self._exe, "write_torch"):
+                    out.append((t, v))        # a device target copies it device to device (no host round trip)
+                    continue
+                v = v.detach().cpu().numpy()
+            out.append((t, to_tensor_values(v, t, "input", RunError)))
+        return out
 
-    def run(self, inputs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """Run once. inputs: {input name: array}; returns {output name: array in the output's numpy shape}."""
+    def run(self, inputs: Mapping[str, Any] | None = None, outputs: str = "numpy") -> dict[str, Any]:
+        """Run once. inputs: {input name: array}: numpy arrays, or torch tensors (on the Triton target a CUDA
+        tensor is copied on the GPU, never through the host). Returns {output name: values in the output's
+        numpy shape}: numpy arrays, or with outputs="torch" torch tensors (on the Triton target on its
+        device, copied there; elsewhere made from the numpy arrays)."""
+        if outputs not in ("numpy", "torch"):
+            raise RunError(f"outputs must be 'numpy' or 'torch', got {outputs!r}")
         for t, values in self._check_inputs(inputs if inputs is not None else {}):
-            self._exe.write(t, values)
+            if _is_torch(values):
+                self._exe.write_torch(t, values)
+            else:
+                self._exe.write(t, values)
         self._exe.run()
+        if outputs == "torch":
+            return {t.name: self.read_torch(t) for t in self._outputs}
         return {t.name: self.read(t) for t in self._outputs}
+
+    def read_torch(self, t: "Tensor | str") -> Any:
+        """read(), as a torch tensor: on the Triton target a copy on its device, elsewhere from the numpy array."""
+        t = self._tensor(t)
+        if hasattr(self._exe, "read_torch"):
+            return self._exe.read_torch(t)
+        import torch
+        return torch.from_numpy(self.read(t))
+
+    def _tensor(self, t: "Tensor | str") -> Tensor:
+        if isinstance(t, str):
+            try:
+                return self.graph.get(t)
+            except KeyError as e:
+                raise RunError(str(e.args[0])) from None
+        return t
 
     def read(self, t: "Tensor | str") -> np.ndarray:
         """The current contents of an output or state tensor, in numpy shape and value dtype."""
-        if isinstance(t, str):
-            try:
-                t = self.graph.get(t)
-            except KeyError as e:
-                raise RunError(str(e.args[0])) from None
+        t = self._tensor(t)
         arr = np.asarray(self._exe.read(t))
         return np.array(arr, dtype=value_dtype(t)).reshape(t.shape)
 
@@ -383,6 +414,11 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
     m = Module(g, exe, target, target_opts, in_memory, source)
     m.program = program
     return m
+
+
+def _is_torch(v: Any) -> bool:
+    """A torch tensor (checked without importing torch)."""
+    return type(v).__module__.split(".", 1)[0] == "torch" and hasattr(v, "detach")
 
 
 # --- artifacts ------------------------------------------------------------------------------

@@ -57,6 +57,17 @@ def test_compile_run_matches_numpy(rng, weights):
     np.testing.assert_array_equal(out4["y"], out["y"])
 
 
+@pytest.mark.parametrize("target", ["ref", "c"])
+def test_torch_tensors_in_and_out(rng, weights, target):
+    """Hosts targets take torch tensors as arrays and give torch tensors back with outputs="torch"."""
+    import torch
+    m = graphc.compile(mlp_graph(), target=target, weights=weights)
+    x = rng.standard_normal((N, K)).astype(np.float32)
+    out = m.run({"x": torch.from_numpy(x)}, outputs="torch")
+    assert isinstance(out["y"], torch.Tensor) and tuple(out["y"].shape) == (N, M)
+    np.testing.assert_array_equal(out["y"].numpy(), m.run({"x": x})["y"])
+
+
 def test_compile_does_not_touch_the_users_graph(weights):
     graph = mlp_graph()
     graphc.compile(graph, weights=weights)

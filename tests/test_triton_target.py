@@ -98,3 +98,28 @@ def test_tiny_decoder_matches_ref(rng):
     mr.reset_state()
     feeds = td.step_inputs(cfg, [1, 2, 3], 0)
     _check_outputs(mo.run(feeds), mr.run(feeds), DECODER_BOUND, False, "after reset")
+
+
+def test_torch_tensors_in_and_out(rng):
+    """Module.run takes torch tensors and gives them back (outputs="torch"): on a GPU they stay on it; here
+    the interpreter's buffers are host memory, so the same path runs with CPU tensors."""
+    import torch
+    td, cfg, g, w = _decoder(rng)
+    mo = graphc.compile(g, target="triton", weights=w, **OPTS)
+    mn = graphc.compile(g, target="triton", weights=w, **OPTS)
+    for step in range(2):
+        feeds = td.step_inputs(cfg, [int(x) for x in rng.integers(0, cfg.n_vocab, 3)], 3 * step)
+        got = mo.run({k: torch.from_numpy(np.array(v)) for k, v in feeds.items()}, outputs="torch")
+        want = mn.run(feeds)
+        for name, v in want.items():
+            assert isinstance(got[name], torch.Tensor) and tuple(got[name].shape) == v.shape
+            np.testing.assert_array_equal(got[name].numpy(), v)          # the same kernels on the same data
+    k = next(t.name for t in g.state)
+    np.testing.assert_array_equal(mo.read_torch(k).numpy(), mn.read(k))
+    bad = {k: torch.from_numpy(np.array(v)) for k, v in feeds.items()}
+    name = next(n for n, v in feeds.items() if np.asarray(v).dtype == np.float32)
+    bad[name] = bad[name].double()
+    with pytest.raises(graphc.RunError, match="takes a torch.float32 tensor"):
+        mo.run(bad)
+    with pytest.raises(graphc.RunError, match="outputs must be"):
+        mo.run(feeds, outputs="cupy")

@@ -30,7 +30,7 @@ import numpy as np
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
 from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
-from graphc.runtime import Memory, MemoryIO
+from graphc.runtime import Memory, MemoryIO, shape_matches
 
 from . import aot, loader
 from .codegen import Generated, Unsupported, generate
@@ -202,6 +202,40 @@ class TritonExecutable(MemoryIO):
         self._check_persistent(t)
         self._to_host(t)
         return super().read(t)
+
+    def _root_mirror(self, t: Tensor, what: str) -> Mirror:
+        if root_of(t) is not t or t.type.blck > 1 or t.type.np_dtype is None or \
+                np.dtype(t.type.np_dtype).itemsize != t.type.size:
+            raise RunError(f"{what} {t.name!r} ({t.type.name}): torch tensors are taken for tensors stored as their "
+                           "own plain values; give a numpy array")
+        m = self.mirrors.get(id(t))
+        if m is None:
+            raise RunError(f"{what} {t.name!r} has no device buffer (no kernel touches it)")
+        return m
+
+    def write_torch(self, t: Tensor, x: Any) -> None:
+        """An input's values from a torch tensor, copied on the device it is on to this module's (a CUDA
+        tensor never goes through the host)."""
+        torch = torch_module()
+        m = self._root_mirror(t, "input")
+        want = getattr(torch, np.dtype(t.type.np_dtype).name)
+        if x.dtype != want or not shape_matches(tuple(x.shape), t):
+            raise RunError(f"input {t.name!r} takes a {want} tensor of shape {t.shape}, got {x.dtype} "
+                           f"{tuple(x.shape)}")
+        src = x.detach().to(m.dev.device).contiguous().reshape(-1).view(torch.uint8)
+        m.dev[:t.nbytes].copy_(src)
+        m.host_dirty = False                         # the whole root was overwritten on the device
+        m.dev_newer = not m.shared
+
+    def read_torch(self, t: Tensor) -> Any:
+        """An output's or state's values as a torch tensor on this module's device (a copy: the next run
+        writes the same buffer)."""
+        torch = torch_module()
+        self._check_persistent(t)
+        m = self._root_mirror(t, "tensor")
+        if m.host_dirty:
+            self._upload()
+        return m.dev[:t.nbytes].view(getattr(torch, np.dtype(t.type.np_dtype).name)).reshape(t.shape).clone()
 
     def device_tensor(self, t: Tensor) -> Any:
         """The device bytes (a torch uint8 tensor, no copy) of a persistent tensor's root, for callers that
