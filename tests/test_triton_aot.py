@@ -168,3 +168,49 @@ def test_manifest_paths_stay_inside_the_artifact(small_model, capsys):
         mpath.write_text(json.dumps(m))
         with pytest.raises(ParseError, match="outside the artifact"):
             graphc.load(art, device="interpret")
+
+
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
+def test_every_autotuner_option_compiles(wtype):
+    """The GPU measures every option of a tunable node at start: each must build for sm_90."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import compile as triton_compile
+    g = graphc.GraphBuilder("gemv")
+    w = g.set_param(g.new_tensor_2d(wtype, 4096, 1024, name="w"))
+    x = g.set_input(g.new_tensor_1d("f32", 4096, name="x"))
+    gen = codegen.generate(_as_program(run_pipeline(g.build(g.mul_mat(w, x)))), aot_device(90))
+    assert len(gen.to_tune) == 1
+    _, _, tun = gen.to_tune[0]
+    assert len(tun.options) >= 12 and any("split8" in name for name in tun.options)
+    seen = set()
+    for launches in tun.options.values():
+        for la in launches:
+            fn = aot._cuda_fn(la.module, la.kernel, gen.source)
+            spec = aot.spec_of(la, fn)
+            if spec.key not in seen:
+                seen.add(spec.key)
+                _check_binary(triton_compile(aot._ast_source(spec, fn), target=GPUTarget("cuda", 90, 32),
+                                             options=dict(spec.options)), 90)
+
+
+def test_tuning_cache_choice_is_used_on_the_next_start(tmp_path, monkeypatch):
+    """What a GPU measured is read back by the next start: that node is not measured again."""
+    from graphc.targets.triton import tuning
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    g = graphc.GraphBuilder("gemv")
+    w = g.set_param(g.new_tensor_2d("q4_0", 4096, 1024, name="w"))
+    x = g.set_input(g.new_tensor_1d("f32", 4096, name="x"))
+    prog = _as_program(run_pipeline(g.build(g.mul_mat(w, x))))
+    dev = aot_device(90)
+    first = codegen.generate(prog, dev)
+    _, _, tun = first.to_tune[0]
+    pick = "bm8 nb4 split4 warps4"
+    assert pick in tun.options and pick != tun.default
+    tuning.store(dev, tun.key, pick, {pick: 0.01})
+    again = codegen.generate(prog, dev)
+    assert again.to_tune == []
+    gemv = next(la for la in again.launches if la.kernel == "gemv_q32")
+    assert (gemv.consts["BM"], gemv.consts["NB"], gemv.consts["SPLIT"]) == (8, 4, 4)
+    assert [la.kernel for la in again.launches] == ["zero_dst", "gemv_q32"]
+    (tmp_path / "triton" / f"tuning-v{tuning.VERSION}.json").write_text("{damaged")
+    assert len(codegen.generate(prog, dev).to_tune) == 1       # a damaged cache is measured again

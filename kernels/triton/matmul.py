@@ -11,7 +11,7 @@ never written back; activations are used in f32 (no 8-bit quantization of x: the
 import triton
 import triton.language as tl
 
-from .common import at, get, put, row_get
+from .common import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, at, get, hf, put, row_get, tsize, u8, u32le
 
 
 @triton.jit
@@ -51,6 +51,83 @@ def mul_mat(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.cons
             acc += tl.dot(w, xv, input_precision="ieee")
         put(DB + D[0] + rows[:, None] * D[5] + cols[None, :] * D[6] + i2 * D[7] + i3 * D[8], acc, DT,
             mr[:, None] & mc[None, :])
+
+
+@triton.jit
+def gemv_q32(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.constexpr, BM: tl.constexpr,
+             NB: tl.constexpr, SPLIT: tl.constexpr):
+    """dst[i] = sum_k w[i, k] * x[k] for one column x and 32-element block weights (q4_0 q4_1 q5_0 q5_1
+    q8_0), a block at a time: each block's scale (and min) is loaded once, its quants as [BM, NB, 16] bytes
+    (lo and hi nibbles: elements j and j + 16), and dst += d * sum(q * x) (+ m * sum(x)). Program (pm, s, b):
+    rows pm*BM.., the s-th of SPLIT ranges of blocks; SPLIT > 1 adds into dst (f32, zeroed by zero_dst
+    first) with atomics."""
+    pm = tl.program_id(0).to(tl.int64)
+    ps = tl.program_id(1).to(tl.int64)
+    pb = tl.program_id(2).to(tl.int64)
+    i2 = pb % D[3]
+    i3 = pb // D[3]
+    w2 = i2 // (D[3] // W[3])
+    w3 = i3 // (D[4] // W[4])
+    nblk = W[1] // 32
+    per = (nblk + SPLIT - 1) // SPLIT
+    b_lo = ps * per
+    b_hi = tl.minimum(b_lo + per, nblk)
+    rows = pm * BM + tl.arange(0, BM).to(tl.int64)
+    mr = rows < D[1]
+    wrow = WB + W[0] + tl.where(mr, rows, 0) * W[6] + w2 * W[7] + w3 * W[8]
+    xrow = XB + X[0] + i2 * X[7] + i3 * X[8]
+    jj = tl.arange(0, 16).to(tl.int64)
+    acc = tl.zeros([BM, NB], tl.float32)
+    for b0 in range(b_lo, b_hi, NB):
+        kb = b0 + tl.arange(0, NB).to(tl.int64)
+        mb = kb < b_hi
+        m2 = mr[:, None] & mb[None, :]
+        m3 = m2[:, :, None]
+        bp = wrow[:, None] + kb[None, :] * tsize(WT)                         # [BM, NB] block addresses
+        xlo = get(xrow + (kb[:, None] * 32 + jj[None, :]) * X[5], XT, mb[:, None])          # [NB, 16]
+        xhi = get(xrow + (kb[:, None] * 32 + 16 + jj[None, :]) * X[5], XT, mb[:, None])
+        d = hf(bp, m2)
+        if WT == Q8_0:
+            qlo = tl.load((bp[:, :, None] + 2 + jj[None, None, :]).to(tl.pointer_type(tl.int8)), mask=m3,
+                          other=0).to(tl.float32)
+            qhi = tl.load((bp[:, :, None] + 18 + jj[None, None, :]).to(tl.pointer_type(tl.int8)), mask=m3,
+                          other=0).to(tl.float32)
+        else:
+            qs: tl.constexpr = 2 if (WT == Q4_0) else (4 if (WT == Q4_1) else (6 if (WT == Q5_0) else 8))
+            qb = u8(bp[:, :, None] + qs + jj[None, None, :], m3)              # [BM, NB, 16]
+            lo = qb & 0xF
+            hi = qb >> 4
+            if WT != Q4_0 and WT != Q4_1:                                      # q5: the 5th bits
+                hoff: tl.constexpr = 2 if WT == Q5_0 else 4
+                qh = u32le(bp + hoff, m2)[:, :, None]
+                lo = lo | (((qh >> jj[None, None, :].to(tl.uint32)) & 1).to(tl.int32) << 4)
+                hi = hi | (((qh >> (jj[None, None, :] + 16).to(tl.uint32)) & 1).to(tl.int32) << 4)
+            off: tl.constexpr = 8 if WT == Q4_0 else (16 if WT == Q5_0 else 0)
+            qlo = (lo - off).to(tl.float32)
+            qhi = (hi - off).to(tl.float32)
+        s = tl.sum(qlo * xlo[None, :, :], axis=2) + tl.sum(qhi * xhi[None, :, :], axis=2)
+        acc += d * s
+        if WT == Q4_1 or WT == Q5_1:                                           # + m * sum(x)
+            acc += hf(bp + 2, m2) * (tl.sum(xlo, axis=1) + tl.sum(xhi, axis=1))[None, :]
+    out = tl.sum(acc, axis=1)
+    dp = DB + D[0] + rows * D[5] + i2 * D[7] + i3 * D[8]
+    if SPLIT == 1:
+        put(dp, out, DT, mr)
+    else:
+        tl.atomic_add(dp.to(tl.pointer_type(tl.float32)), out, mask=mr, sem="relaxed")
+
+
+@triton.jit
+def zero_dst(DB, D, BLOCK: tl.constexpr):
+    """Zero every element of an f32 tensor (before a split-K GEMV adds into it); one program per row."""
+    r = tl.program_id(0).to(tl.int64)
+    i1 = r % D[2]
+    i2 = (r // D[2]) % D[3]
+    i3 = r // (D[2] * D[3])
+    for k0 in range(0, D[1], BLOCK):
+        k = k0 + tl.arange(0, BLOCK).to(tl.int64)
+        tl.store(at(DB, D, k, i1, i2, i3).to(tl.pointer_type(tl.float32)), tl.zeros([BLOCK], tl.float32),
+                 mask=k < D[1])
 
 
 @triton.jit

@@ -32,7 +32,7 @@ from graphc.ir import Flag, Graph, Tensor
 from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
 from graphc.runtime import Memory, MemoryIO, shape_matches
 
-from . import aot, loader
+from . import aot, loader, tuning
 from .codegen import Generated, Unsupported, generate
 from .device import Device, aot_device, list_devices, resolve, torch_module
 from .library import Buf
@@ -107,12 +107,14 @@ def _host_view(host: np.ndarray) -> Any:
 class TritonExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, device: "int | str | None" = None, cuda_graph: bool = True,
                  cuda_arch: "str | list[str] | None" = None, artifact_dir: "str | None" = None,
+                 autotune: bool = True, tiles: "dict | None" = None,
                  state_buffers: "dict[str, Mirror] | None" = None):
         self.program = _as_program(what)
         self.graph = graph = self.program.graph
         self.device = dev = resolve(device)
         torch = torch_module()
-        self.gen = gen = generate(self.program, dev)           # Unsupported before anything is built
+        self._tiles = dict(tiles or {})
+        self.gen = gen = generate(self.program, dev, self._tiles)     # Unsupported before anything is built
         self.cuda_archs = aot.parse_archs(cuda_arch) if cuda_arch else []
         mods: dict[str, Any] = {}
         for name in dict.fromkeys(la.module for la in gen.launches):
@@ -154,8 +156,11 @@ class TritonExecutable(MemoryIO):
         # kernels built ahead of time (an artifact saved with cuda_arch) for this GPU: loaded, not compiled
         prebuilt = aot.load(artifact_dir, gen, dev.arch) if artifact_dir and dev.mode == "cuda" else None
         self.prebuilt = prebuilt is not None
+        self._mods = mods
+        if prebuilt is None and gen.to_tune and autotune and tuning.enabled():
+            self._tune(bufs)
         for i, la in enumerate(gen.launches):
-            fn = getattr(mods[la.module], la.kernel)
+            fn = getattr(self._module(la.module), la.kernel)
             args = [bufs[a.name] if isinstance(a, Buf) else a for a in la.args]
             if prebuilt is not None:
                 fn, args, consts = prebuilt[i], aot.call_args(la, fn, args), {}
@@ -167,12 +172,38 @@ class TritonExecutable(MemoryIO):
         self._runs = 0
         self.launches_per_run = len(self._calls)
 
+    def _module(self, name: str) -> Any:
+        if name not in self._mods:
+            self._mods[name] = loader.generated(self.device.mode, self.gen.source) if name == "gen" else \
+                loader.library(self.device.mode, name.split(":", 1)[1])
+        return self._mods[name]
+
+    def _tune(self, bufs: dict[str, Any]) -> None:
+        """Measure every option of the nodes the tuning cache has no entry for on this GPU (on this module's
+        own buffers, before any run), cache the fastest and use it (tuning.py)."""
+        launches = list(self.gen.launches)
+        for start, count, tun in sorted(self.gen.to_tune, key=lambda x: -x[0]):   # from the end: indices hold
+            runs = {}
+            for name, ls in tun.options.items():
+                calls = [(getattr(self._module(la.module), la.kernel), la.grid,
+                          [bufs[a.name] if isinstance(a, Buf) else a for a in la.args], la.consts) for la in ls]
+                runs[name] = lambda calls=calls: [fn[grid](*args, **consts) for fn, grid, args, consts in calls]
+            ms = tuning.measure(runs)
+            best = min(ms, key=ms.get) if ms else tun.default
+            tuning.store(self.device, tun.key, best, ms)
+            label = launches[start].label
+            for la in tun.options[best]:
+                la.label = la.label or label
+            launches[start:start + count] = tun.options[best]
+        self.gen.launches = launches
+        self.gen.to_tune = []
+
     def save_files(self, directory: str) -> list[str]:
         """Module.save's hook: with cuda_arch, every kernel's PTX and cubin for those archs (aot.py), built
         here without a GPU; the files written, relative to directory."""
         if not self.cuda_archs:
             return []
-        gen = generate(self.program, aot_device(max(self.cuda_archs)))
+        gen = generate(self.program, aot_device(max(self.cuda_archs)), self._tiles)
         return aot.build(gen, self.cuda_archs, directory)
 
     def _mirror(self, r: Tensor, constant: bool) -> Mirror:

@@ -11,14 +11,16 @@ Kernel names are synthesised (k<kernel>_<step>); tensor names appear only in san
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphc.codegen.lower import CopyStep, CustomStep, EwStep, LibStep, LoweredProgram, Unsupported, lower, op_label
 from graphc.codegen.lower import unsupported
 from graphc.codegen.triton import HEADER, TritonStyle, args_of
 from graphc.program import Program
 
+from . import tuning
 from .library import TRITON_LIBRARY, Buf, Launch, LaunchCtx, launches, pow2
+from .tuning import Tunable
 
 EW_BLOCK = 1024
 
@@ -30,6 +32,8 @@ class Generated:
     buffers: list[str]               # the buffers the launches name (besides "dummy")
     temp_size: int
     low: LoweredProgram
+    # nodes whose block sizes the GPU should measure (no cached choice): (first launch, launch count, options)
+    to_tune: list[tuple[int, int, Tunable]] = field(default_factory=list)
 
 
 def _comment(s: str) -> str:
@@ -53,11 +57,14 @@ def _copy_launch(st: CopyStep, cx: LaunchCtx) -> Launch:
                   dict(DT=n.type.id, AT=a.type.id, BLOCK=pow2(width, 16, 1024)))
 
 
-def generate(program: Program, device) -> Generated:
-    """Lower a memory-planned Program for Triton; Unsupported (before anything runs) if an op has no kernel."""
+def generate(program: Program, device, overrides: "dict | None" = None) -> Generated:
+    """Lower a memory-planned Program for Triton; Unsupported (before anything runs) if an op has no kernel.
+    A tunable node takes the option the tuning cache has for this GPU, else its default (and is listed in
+    to_tune when the GPU can measure it). overrides: forced tile choices (lib_matmul.py)."""
     low = lower(program, TRITON_LIBRARY)
     pr = TritonStyle()
-    cx = LaunchCtx(low, device)
+    cx = LaunchCtx(low, device, dict(overrides or {}))
+    to_tune: list[tuple[int, int, Tunable]] = []
     texts: dict[str, str] = {}           # kernel text -> its name (identical kernels printed once)
     kernels: list[str] = []
     out: list[Launch] = []
@@ -80,7 +87,16 @@ def generate(program: Program, device) -> Generated:
                 la.label = _label(st)
                 out.append(la)
         elif isinstance(st, LibStep):
-            for la in launches(st, cx):
+            res = launches(st, cx)
+            if isinstance(res, Tunable):
+                known = tuning.lookup(device, res.key)
+                chosen = res.options.get(known) if known is not None else None
+                if chosen is None:
+                    chosen = res.options[res.default]
+                    if device.mode == "cuda" and len(res.options) > 1:
+                        to_tune.append((len(out), len(chosen), res))
+                res = chosen
+            for la in res:
                 la.label = la.label or f"{_label(st)}: {la.kernel}"
                 if all(la.grid):
                     out.append(la)
@@ -91,7 +107,7 @@ def generate(program: Program, device) -> Generated:
         else:
             raise TypeError(st)
     source = HEADER + "\n\n".join(kernels) if kernels else ""
-    return Generated(source, out, low.buffers, low.temp_size, low)
+    return Generated(source, out, low.buffers, low.temp_size, low, to_tune)
 
 
 __all__ = ["Generated", "Unsupported", "generate"]

@@ -23,6 +23,8 @@ from typing import Any, Callable
 from graphc.codegen.lower import LibOp, LibStep, Library, LoweredProgram, Unsupported, unsupported
 from graphc.ir import Tensor
 
+from .tuning import Tunable
+
 FILES = ("data", "norm", "rope", "matmul", "attn", "rwkv")
 
 
@@ -61,6 +63,7 @@ def pow2(n: int, lo: int = 1, hi: int = 1 << 30) -> int:
 class LaunchCtx:
     low: LoweredProgram
     device: Any                      # targets.triton.device.Device
+    overrides: dict[str, Any] = field(default_factory=dict)   # forced tile choices (tests, experiments)
 
     def tensor(self, row: "int | None") -> list[Any]:
         """[buffer, descriptor] of one argument-table row (None: an empty slot)."""
@@ -107,10 +110,11 @@ _load_launchers()
 TRITON_LIBRARY = Library("triton", {op: LibOp(op, f"{src}.py") for op, (src, _) in LAUNCHERS.items()})
 
 
-def launches(st: LibStep, cx: LaunchCtx) -> list[Launch]:
+def launches(st: LibStep, cx: LaunchCtx) -> "list[Launch] | Tunable":
+    """The node's launches, or a Tunable (tuning.py) whose options are lists of launches."""
     file, fn = LAUNCHERS[st.op]
     out = fn(st, cx)
-    for la in out:
+    for la in (x for opt in out.options.values() for x in opt) if isinstance(out, Tunable) else out:
         if la.module == "lib":
             la.module = f"lib:{file}"
     return out
