@@ -162,6 +162,22 @@ def _libdevice_on_numpy() -> None:
 
     JITFunction.__call__ = call_interpreted
 
+    # An interpreted device-function call patches triton.language for the interpreter and never undoes it
+    # (triton 3.6); in a process that also compiles kernels, the compiler then meets interpreter objects.
+    # Undo each call's patches when it returns (nested calls restore the caller's patches).
+    def device_call(self, *args, **kwargs):
+        scope = it._patch_lang(self.fn)
+        try:
+            fn = self.rewrite()
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:
+                raise it.InterpreterError(repr(e)) from e
+        finally:
+            scope.restore()
+
+    it.InterpretedFunction.__call__ = device_call
+
     # A scalar is a 1-element array in the interpreter; numpy >= 2.4 refuses int() of those, which
     # breaks `range(0, n)` over a runtime n: .item() is what was meant.
     patch_tensor = it._patch_lang_tensor
