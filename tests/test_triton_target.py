@@ -9,6 +9,7 @@ the C target's ggml-mode bound does not apply. Triton may decline an op only whe
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -26,7 +27,8 @@ from test_opencl_target import c_supported
 from graphc.targets.triton import codegen as tcodegen
 
 UNSUPPORTED = re.compile(r"^op \S+ is not supported on target triton yet")
-OPTS = {"device": "interpret"}
+# the interpreter in CI; GRAPHC_TEST_TRITON_DEVICE=cuda runs the same cases on a GPU (tools/gpu_check.sh)
+OPTS = {"device": os.environ.get("GRAPHC_TEST_TRITON_DEVICE", "interpret")}
 # the interpreter evaluates masked-off lanes too (sin of a lane past the row end), numpy warns about them
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 
@@ -113,9 +115,9 @@ def test_torch_tensors_in_and_out(rng):
         want = mn.run(feeds)
         for name, v in want.items():
             assert isinstance(got[name], torch.Tensor) and tuple(got[name].shape) == v.shape
-            np.testing.assert_array_equal(got[name].numpy(), v)          # the same kernels on the same data
+            np.testing.assert_array_equal(got[name].cpu().numpy(), v)          # the same kernels on the same data
     k = next(t.name for t in g.state)
-    np.testing.assert_array_equal(mo.read_torch(k).numpy(), mn.read(k))
+    np.testing.assert_array_equal(mo.read_torch(k).cpu().numpy(), mn.read(k))
     bad = {k: torch.from_numpy(np.array(v)) for k, v in feeds.items()}
     name = next(n for n, v in feeds.items() if np.asarray(v).dtype == np.float32)
     bad[name] = bad[name].double()
