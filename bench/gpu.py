@@ -192,6 +192,39 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measure(quick: bool) -> dict:
+    rng = np.random.default_rng(0)
+    r = {"gpu": gpu_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(r["gpu"], flush=True)
+    r["copy_gbs"] = copy_bandwidth()
+    print(f"  copy {r['copy_gbs']:.0f} GB/s", flush=True)
+    for name, fn in (("gemv", lambda: gemv_rows(r["copy_gbs"], rng, quick)),
+                     ("gemm", lambda: gemm_rows(rng, quick)),
+                     ("llama", lambda: llama_rows(r["copy_gbs"], rng, quick))):
+        try:
+            r[name] = fn()
+        except Exception as e:                       # one table failing still leaves the others
+            print(f"  {name} failed: {type(e).__name__}: {e}", flush=True)
+            r[name] = []
+    return r
+
+
+NOT_MEASURED = ("## Triton target on a CUDA GPU (bench/gpu.py)\n\nnot measured: {why}. `tools/gpu_check.sh` "
+                "runs every GPU check and this benchmark on a machine with a CUDA GPU.\n")
+
+
+def section(quick: bool) -> str:
+    """BENCHMARKS.md's Triton section: measured where torch sees a CUDA GPU, else a line saying why not."""
+    try:
+        import torch
+        import triton  # noqa: F401
+    except ImportError as e:
+        return NOT_MEASURED.format(why=f"{e.name} is not installed")
+    if not torch.cuda.is_available():
+        return NOT_MEASURED.format(why="no CUDA GPU on this machine (torch sees none)")
+    return markdown(measure(quick))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="directory for gpu.md and gpu.json")
@@ -201,19 +234,7 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("bench/gpu.py needs a CUDA GPU (torch sees none)")
         return 1
-    rng = np.random.default_rng(0)
-    r = {"gpu": gpu_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    print(r["gpu"], flush=True)
-    r["copy_gbs"] = copy_bandwidth()
-    print(f"  copy {r['copy_gbs']:.0f} GB/s", flush=True)
-    for name, fn in (("gemv", lambda: gemv_rows(r["copy_gbs"], rng, args.quick)),
-                     ("gemm", lambda: gemm_rows(rng, args.quick)),
-                     ("llama", lambda: llama_rows(r["copy_gbs"], rng, args.quick))):
-        try:
-            r[name] = fn()
-        except Exception as e:                       # one table failing still leaves the others
-            print(f"  {name} failed: {type(e).__name__}: {e}", flush=True)
-            r[name] = []
+    r = measure(args.quick)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps(r, indent=1))

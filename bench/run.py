@@ -169,6 +169,8 @@ def main() -> None:
         lines += opencl.section(opencl.measure(args.quick))
     except Exception as e:                 # no OpenCL device or pyopencl: say so instead of failing the run
         lines += ["## OpenCL target next to the C target", "", f"not measured: {type(e).__name__}: {e}", ""]
+    import gpu                             # the Triton target on a CUDA GPU, where there is one (bench/gpu.py)
+    lines += gpu.section(args.quick).splitlines() + [""]
     try:                                   # end to end: a LLaMA-shaped GGUF model vs llama.cpp (bench/llm.py)
         import llm
         lines += llm.section(llm.measure(args.quick, bw, N_THREADS))
