@@ -27,7 +27,7 @@ import numpy as np
 from . import quants
 from .errors import CompileError, GraphcError, RunError
 from .ir import Flag, Graph, Tensor, full_numpy_shape
-from .program import root_of, written_roots
+from .program import materialised, region_of, root_of, written_roots
 from .types import GGMLType
 
 __all__ = ["Memory", "MemoryIO", "bf16_bits_to_f32", "cast_to", "compute_dtype", "encode_leaf", "f32_to_bf16_bits",
@@ -235,6 +235,36 @@ class MemoryIO:
         """t's contents, numpy order 4-D: the stored dtype (f16 as float16); bf16 and block types as float32."""
         self._check_persistent(t)
         return self.mem.read(t)
+
+    def _bind_device_roots(self, program: Any, buffers: Iterable[str], shared: "dict[str, Any]",
+                           make_mirror: Any, mirror_type: type, target: str) -> None:
+        """For device targets (opencl, triton): host memory for the persistent roots, and one host/device
+        mirror per "root:<id>" buffer the kernels name: another module's state mirror where share_state
+        gives one, else make_mirror(root, constant) (constant: a weight no run writes). Sets mem,
+        _in_arena, mirrors and _written (the mirrors a run changes: outputs and state written in place)."""
+        graph = program.graph
+        in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
+        self._in_arena = in_arena & materialised(program)
+        self.mem = Memory(graph, in_arena)
+        self._bind_leaf_data()
+        written = written_roots(graph.nodes)
+        roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
+        self.mirrors: dict[int, Any] = {}
+        for b in buffers:
+            if not b.startswith("root:"):
+                continue
+            r = roots[int(b.split(":", 1)[1])]
+            if r.flags & Flag.STATE and r.name in shared:
+                m = shared[r.name]
+                if not isinstance(m, mirror_type) or m.host.size != r.nbytes:
+                    raise CompileError(f"state {r.name!r}: share_state needs another {target} module's state of "
+                                       f"{r.nbytes} bytes")
+                self.mem.bind_external(r, m.host)
+            else:
+                m = make_mirror(r, r.op == "none" and id(r) not in written and
+                                not r.flags & (Flag.INPUT | Flag.STATE))
+            self.mirrors[id(r)] = m
+        self._written = [m for i, m in self.mirrors.items() if i in written or roots[i].op != "none"]
 
     def _bind_leaf_data(self) -> None:
         """Give every leaf with data its bytes: read-only file mappings in place (zero-copy: the weight

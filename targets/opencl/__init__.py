@@ -21,8 +21,8 @@ import numpy as np
 
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
-from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
-from graphc.runtime import Memory, MemoryIO
+from graphc.program import Program, root_of, unfused
+from graphc.runtime import MemoryIO
 
 from . import build as clbuild
 from .codegen import Generated, Unsupported, generate
@@ -87,34 +87,15 @@ class OpenCLExecutable(MemoryIO):
 
         # host side: mirrors of persistent roots (no host copy of the arena)
         plan = self.program.plan
-        in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
-        self._in_arena = in_arena & materialised(self.program)
-        self.mem = Memory(graph, in_arena)
-        self._bind_leaf_data()
-        written = written_roots(graph.nodes)
-        roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
-        self.mirrors: dict[int, Mirror] = {}
-        shared = state_buffers or {}
-        for b in gen.buffers:
-            if not b.startswith("root:"):
-                continue
-            r = roots[int(b.split(":", 1)[1])]
-            if r.flags & Flag.STATE and r.name in shared:
-                m = shared[r.name]
-                if not isinstance(m, Mirror) or m.host.size != r.nbytes:
-                    raise CompileError(f"state {r.name!r}: share_state needs another OpenCL module's state of "
-                                       f"{r.nbytes} bytes")
-                self.mem.bind_external(r, m.host)
-            elif r.op == "none" and id(r) not in written and not r.flags & (Flag.INPUT | Flag.STATE):
-                host = self.mem.buffer(r)
+
+        def mirror(r: Tensor, constant: bool) -> Mirror:
+            host = self.mem.buffer(r)
+            if constant:                 # a weight: mapped read-only where the host data is, uploaded once
                 dev = dc.weight_buffer(host) if not host.flags.writeable else \
                     dc.buffer(r.nbytes, read_only=True, host=host)
-                m = Mirror(host, dev, host_dirty=False, constant=True)
-            else:
-                m = Mirror(self.mem.buffer(r), dc.buffer(r.nbytes))
-            self.mirrors[id(r)] = m
-        # what a run changes: nodes' own memory (outputs) and leafs written in place (state)
-        self._written = [m for i, m in self.mirrors.items() if i in written or roots[i].op != "none"]
+                return Mirror(host, dev, host_dirty=False, constant=True)
+            return Mirror(host, dc.buffer(r.nbytes))
+        self._bind_device_roots(self.program, gen.buffers, state_buffers or {}, mirror, Mirror, "OpenCL")
 
         bufs = {"arena": dc.buffer(plan.size), "temp": dc.buffer(gen.temp_size),
                 "scratch": dc.buffer(gen.scratch_size), "dummy": dc.buffer(64)}

@@ -16,14 +16,14 @@ run, and reads "op X is not supported on target opencl yet (...)".
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from graphc.codegen.lower import LibOp, LibStep, Library, LoweredProgram, Unsupported, unsupported
+from graphc.codegen.launchers import Launchers
+from graphc.codegen.lower import LibStep, LoweredProgram, Unsupported, unsupported
 from graphc.ir import Tensor
 
 from .device import Features
@@ -102,27 +102,10 @@ class LaunchCtx:
         return n
 
 
-LAUNCHERS: dict[str, tuple[str, Callable[[LibStep, LaunchCtx], list[Launch]]]] = {}
-
-
-def launcher(*ops: str):
-    """Register fn as the launcher of `ops` (called at import of targets/opencl/lib_<file>.py)."""
-    def deco(fn):
-        module = fn.__module__.rsplit(".", 1)[-1]
-        for op in ops:
-            LAUNCHERS[op] = (module[len("lib_"):], fn)
-        return fn
-    return deco
-
-
-def _load_launchers() -> None:
-    for f in FILES:
-        if (Path(__file__).parent / f"lib_{f}.py").exists():
-            importlib.import_module(f"{__package__}.lib_{f}")
-
-
-_load_launchers()
-OPENCL_LIBRARY = Library("opencl", {op: LibOp(op, f"{src}.cl") for op, (src, _) in LAUNCHERS.items()})
+LAUNCHERS = Launchers()
+launcher = LAUNCHERS.register           # @launcher("op", ...) in targets/opencl/lib_<file>.py
+LAUNCHERS.load(__package__, Path(__file__).parent, FILES)
+OPENCL_LIBRARY = LAUNCHERS.library("opencl", ".cl")
 
 
 def library_source(file: str) -> str:

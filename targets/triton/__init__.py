@@ -29,8 +29,8 @@ import numpy as np
 
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
-from graphc.program import Program, materialised, region_of, root_of, unfused, written_roots
-from graphc.runtime import Memory, MemoryIO, shape_matches
+from graphc.program import Program, root_of, unfused
+from graphc.runtime import MemoryIO, shape_matches
 
 from . import aot, loader, tuning
 from .codegen import Generated, Unsupported, generate
@@ -110,7 +110,7 @@ class TritonExecutable(MemoryIO):
                  autotune: bool = True, tiles: "dict | None" = None,
                  state_buffers: "dict[str, Mirror] | None" = None):
         self.program = _as_program(what)
-        self.graph = graph = self.program.graph
+        self.graph = self.program.graph
         self.device = dev = resolve(device)
         torch = torch_module()
         self._tiles = dict(tiles or {})
@@ -123,29 +123,7 @@ class TritonExecutable(MemoryIO):
         self._interp = dev.mode == "interpret"
 
         plan = self.program.plan
-        in_arena = {id(n) for n in graph.nodes if not n.is_view and region_of(n) == "arena"}
-        self._in_arena = in_arena & materialised(self.program)
-        self.mem = Memory(graph, in_arena)
-        self._bind_leaf_data()
-        written = written_roots(graph.nodes)
-        roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
-        self.mirrors: dict[int, Mirror] = {}
-        shared = state_buffers or {}
-        for b in gen.buffers:
-            if not b.startswith("root:"):
-                continue
-            r = roots[int(b.split(":", 1)[1])]
-            if r.flags & Flag.STATE and r.name in shared:
-                m = shared[r.name]
-                if not isinstance(m, Mirror) or m.host.size != r.nbytes:
-                    raise CompileError(f"state {r.name!r}: share_state needs another Triton module's state of "
-                                       f"{r.nbytes} bytes")
-                self.mem.bind_external(r, m.host)
-            else:
-                m = self._mirror(r, constant=r.op == "none" and id(r) not in written and
-                                 not r.flags & (Flag.INPUT | Flag.STATE))
-            self.mirrors[id(r)] = m
-        self._written = [m for i, m in self.mirrors.items() if i in written or roots[i].op != "none"]
+        self._bind_device_roots(self.program, gen.buffers, state_buffers or {}, self._mirror, Mirror, "Triton")
 
         def alloc(n: int) -> Any:
             return torch.zeros(max(int(n), 64), dtype=torch.uint8, device=dev.torch_device)

@@ -15,12 +15,12 @@ kernel for, at compile time: "op X is not supported on target triton yet (...)".
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from graphc.codegen.lower import LibOp, LibStep, Library, LoweredProgram, Unsupported, unsupported
+from graphc.codegen.launchers import Launchers
+from graphc.codegen.lower import LibStep, LoweredProgram, Unsupported, unsupported
 from graphc.ir import Tensor
 
 from .tuning import Tunable
@@ -87,27 +87,10 @@ class LaunchCtx:
         return unsupported("triton", st.op, st.nodes[0], why)
 
 
-LAUNCHERS: dict[str, tuple[str, Callable[[LibStep, LaunchCtx], list[Launch]]]] = {}
-
-
-def launcher(*ops: str):
-    """Register fn as the launcher of `ops` (called at import of targets/triton/lib_<file>.py)."""
-    def deco(fn):
-        module = fn.__module__.rsplit(".", 1)[-1]
-        for op in ops:
-            LAUNCHERS[op] = (module[len("lib_"):], fn)
-        return fn
-    return deco
-
-
-def _load_launchers() -> None:
-    for f in FILES:
-        if (Path(__file__).parent / f"lib_{f}.py").exists():
-            importlib.import_module(f"{__package__}.lib_{f}")
-
-
-_load_launchers()
-TRITON_LIBRARY = Library("triton", {op: LibOp(op, f"{src}.py") for op, (src, _) in LAUNCHERS.items()})
+LAUNCHERS = Launchers()
+launcher = LAUNCHERS.register           # @launcher("op", ...) in targets/triton/lib_<file>.py
+LAUNCHERS.load(__package__, Path(__file__).parent, FILES)
+TRITON_LIBRARY = LAUNCHERS.library("triton", ".py")
 
 
 def launches(st: LibStep, cx: LaunchCtx) -> "list[Launch] | Tunable":
