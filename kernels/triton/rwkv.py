@@ -16,10 +16,9 @@ def inp(B, T, TY: tl.constexpr, i, h, t, m):
 
 
 @triton.jit
-def wkv6(DB, D, KB, K, VB, V, RB, R, FB, F, WB, W, SB, S_, DT: tl.constexpr, KT: tl.constexpr,
-         VT: tl.constexpr, RT: tl.constexpr, FT: tl.constexpr, WT: tl.constexpr, ST: tl.constexpr,
-         BS: tl.constexpr):
-    """out[t,h,j] = sum_i r[i] (tf[h,i] k[i] v[j] + st[i][j]);  st[i][j] = st[i][j] td[i] + k[i] v[j]"""
+def head_state(K, SB, S_, ST: tl.constexpr, BS: tl.constexpr):
+    """One program's (head, sequence) of a wkv6/wkv7 launch: sizes from K [S, H, T], this program's
+    indices and its [S, S] state matrix, loaded."""
     pid = tl.program_id(0).to(tl.int64)
     S = K[1]
     H = K[2]
@@ -34,6 +33,15 @@ def wkv6(DB, D, KB, K, VB, V, RB, R, FB, F, WB, W, SB, S_, DT: tl.constexpr, KT:
     m2 = mi[:, None] & mi[None, :]
     hs = seq * H * S * S + h * S * S
     st = get(flat_at(SB, S_, hs + i[:, None] * S + i[None, :]), ST, m2)
+    return S, H, T, C, per, h, seq, i, mi, m2, hs, st
+
+
+@triton.jit
+def wkv6(DB, D, KB, K, VB, V, RB, R, FB, F, WB, W, SB, S_, DT: tl.constexpr, KT: tl.constexpr,
+         VT: tl.constexpr, RT: tl.constexpr, FT: tl.constexpr, WT: tl.constexpr, ST: tl.constexpr,
+         BS: tl.constexpr):
+    """out[t,h,j] = sum_i r[i] (tf[h,i] k[i] v[j] + st[i][j]);  st[i][j] = st[i][j] td[i] + k[i] v[j]"""
+    S, H, T, C, per, h, seq, i, mi, m2, hs, st = head_state(K, SB, S_, ST, BS)
     tf = get(flat_at(FB, F, h * S + i), FT, mi)
     for t in range(seq * per, (seq + 1) * per):
         tt = seq * 0 + t
@@ -50,20 +58,7 @@ def wkv7(DB, D, RB, R, WB, W, KB, K, VB, V, AB, A, BB, B, SB, S_, DT: tl.constex
          WT: tl.constexpr, KT: tl.constexpr, VT: tl.constexpr, AT: tl.constexpr, BT: tl.constexpr,
          ST: tl.constexpr, BS: tl.constexpr):
     """sa[i] = sum_j a[j] st[i][j];  st[i][j] = st[i][j] w[j] + v[i] k[j] + sa[i] b[j];  out[i] = sum_j st[i][j] r[j]"""
-    pid = tl.program_id(0).to(tl.int64)
-    S = K[1]
-    H = K[2]
-    T = K[3]
-    C = S * H
-    n_seqs = S_[2]
-    per = T // n_seqs
-    h = pid % H
-    seq = pid // H
-    i = tl.arange(0, BS).to(tl.int64)
-    mi = i < S
-    m2 = mi[:, None] & mi[None, :]
-    hs = seq * H * S * S + h * S * S
-    st = get(flat_at(SB, S_, hs + i[:, None] * S + i[None, :]), ST, m2)
+    S, H, T, C, per, h, seq, i, mi, m2, hs, st = head_state(K, SB, S_, ST, BS)
     for t in range(seq * per, (seq + 1) * per):
         tt = seq * 0 + t
         sa = tl.sum(inp(AB, A, AT, i, h, tt, mi)[None, :] * st, axis=1)
