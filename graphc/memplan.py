@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -403,3 +404,17 @@ def svg(program: Program, path: str, width: int = 1000, height: int = 600) -> No
     out.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out) + "\n")
+
+
+def planned(what: Any, target: str) -> Program:
+    """What a device target (opencl, triton) runs: a Program with its arena plan. A Graph becomes one
+    kernel per node (the pass pipeline is the caller's: graphc.compile runs it), a Program without a plan
+    is planned."""
+    from .errors import CompileError
+    from .ir import Graph
+    from .program import unfused
+    if isinstance(what, Graph):
+        what = unfused(what)
+    if not isinstance(what, Program):
+        raise CompileError(f"target {target} compiles a Graph or a Program, got {type(what).__name__}")
+    return what if what.plan is not None else plan(what)

@@ -21,7 +21,8 @@ import numpy as np
 
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
-from graphc.program import Program, root_of, unfused
+from graphc.memplan import planned
+from graphc.program import Program, root_of
 from graphc.runtime import MemoryIO
 
 from . import build as clbuild
@@ -35,12 +36,7 @@ ACCEPTS_PROGRAM = True
 
 
 def _as_program(what: "Graph | Program") -> Program:
-    from graphc.memplan import plan
-    if isinstance(what, Graph):
-        what = unfused(what)
-    if not isinstance(what, Program):
-        raise CompileError(f"target opencl compiles a Graph or a Program, got {type(what).__name__}")
-    return what if what.plan is not None else plan(what)
+    return planned(what, "opencl")
 
 
 def generate_source(what: "Graph | Program", device: "int | str | None" = None) -> Generated:

@@ -29,7 +29,8 @@ import numpy as np
 
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
-from graphc.program import Program, root_of, unfused
+from graphc.memplan import planned
+from graphc.program import Program, root_of
 from graphc.runtime import MemoryIO, shape_matches
 
 from . import aot, loader, tuning
@@ -44,12 +45,7 @@ LOADS_ARTIFACT_FILES = True          # graphc.load passes artifact_dir: the kern
 
 
 def _as_program(what: "Graph | Program") -> Program:
-    from graphc.memplan import plan
-    if isinstance(what, Graph):
-        what = unfused(what)
-    if not isinstance(what, Program):
-        raise CompileError(f"target triton compiles a Graph or a Program, got {type(what).__name__}")
-    return what if what.plan is not None else plan(what)
+    return planned(what, "triton")
 
 
 def generate_source(what: "Graph | Program", device: "int | str | None" = None) -> Generated:
