@@ -170,7 +170,7 @@ def test_manifest_paths_stay_inside_the_artifact(small_model, capsys):
             graphc.load(art, device="interpret")
 
 
-@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K"])
 def test_every_autotuner_option_compiles(wtype):
     """The GPU measures every option of a tunable node at start: each must build for sm_90."""
     from triton.backends.compiler import GPUTarget

@@ -127,13 +127,14 @@ def test_torch_tensors_in_and_out(rng):
         mo.run(feeds, outputs="cupy")
 
 
-@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K"])
 @pytest.mark.parametrize("tiles", [{}, {"gemv_split": 4, "gemv_rows": 16}], ids=["whole-K", "split-K"])
 def test_block_gemv_matches_ref(rng, wtype, tiles):
-    """The block GEMV (one column, 32-element block weights) with and without split-K (zero dst, then
-    atomic adds), over a broadcast batch: dst [M, 1, 3, 2] = w [K, M, 1, 2] x x [K, 1, 3, 2]."""
+    """The block GEMV (one column; 32-element block weights, or q4_K by 64-element chunks) with and without
+    split-K (zero dst, then atomic adds), over a broadcast batch: dst [M, 1, 3, 2] = w [K, M, 1, 2] x
+    x [K, 1, 3, 2]."""
     from graphc import quants
-    M, K = 40, 320
+    M, K = 40, (768 if wtype == "q4_K" else 320)
     g = graphc.GraphBuilder("gemv")
     w = g.set_param(g.new_tensor(wtype, (K, M, 1, 2), name="w"))
     x = g.set_input(g.new_tensor("f32", (K, 1, 3, 2), name="x"))
@@ -143,6 +144,6 @@ def test_block_gemv_matches_ref(rng, wtype, tiles):
     feeds = {"x": rng.standard_normal((2, 3, 1, K)).astype(np.float32)}
     mo = graphc.compile(graph, target="triton", weights={"w": raw}, tiles=tiles, **OPTS)
     kernels = [la.kernel for la in mo._exe.gen.launches]
-    assert "gemv_q32" in kernels and ("zero_dst" in kernels) == bool(tiles)
+    assert ("gemv_q4k" if wtype == "q4_K" else "gemv_q32") in kernels and ("zero_dst" in kernels) == bool(tiles)
     mr = graphc.compile(graph, target="ref", weights={"w": raw}, quant_matmul="dequant")
     _check_outputs(mo.run(feeds), mr.run(feeds), F32_BOUND, False, f"{wtype} {tiles}")

@@ -11,7 +11,7 @@ never written back; activations are used in f32 (no 8-bit quantization of x: the
 import triton
 import triton.language as tl
 
-from .common import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, at, get, hf, put, row_get, tsize, u8, u32le
+from .common import Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, at, get, hf, put, row_get, scale_min_k4, tsize, u8, u32le
 
 
 @triton.jit
@@ -109,6 +109,56 @@ def gemv_q32(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.con
         acc += d * s
         if WT == Q4_1 or WT == Q5_1:                                           # + m * sum(x)
             acc += hf(bp + 2, m2) * (tl.sum(xlo, axis=1) + tl.sum(xhi, axis=1))[None, :]
+    out = tl.sum(acc, axis=1)
+    dp = DB + D[0] + rows * D[5] + i2 * D[7] + i3 * D[8]
+    if SPLIT == 1:
+        put(dp, out, DT, mr)
+    else:
+        tl.atomic_add(dp.to(tl.pointer_type(tl.float32)), out, mask=mr, sem="relaxed")
+
+
+@triton.jit
+def gemv_q4k(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.constexpr, BM: tl.constexpr,
+             NB: tl.constexpr, SPLIT: tl.constexpr):
+    """gemv_q32's form for q4_K weights, in 64-element chunks of the 256-element super-blocks: a chunk's
+    32 bytes hold sub-block 2g in the low nibbles and 2g + 1 in the high ones, each with a 6-bit scale and
+    min (scale_min_k4), so dst += d*sc*sum(q*x) - dmin*mn*sum(x) per sub-block. NB chunks per step."""
+    pm = tl.program_id(0).to(tl.int64)
+    ps = tl.program_id(1).to(tl.int64)
+    pb = tl.program_id(2).to(tl.int64)
+    i2 = pb % D[3]
+    i3 = pb // D[3]
+    w2 = i2 // (D[3] // W[3])
+    w3 = i3 // (D[4] // W[4])
+    nch = W[1] // 64
+    per = (nch + SPLIT - 1) // SPLIT
+    c_lo = ps * per
+    c_hi = tl.minimum(c_lo + per, nch)
+    rows = pm * BM + tl.arange(0, BM).to(tl.int64)
+    mr = rows < D[1]
+    wrow = WB + W[0] + tl.where(mr, rows, 0) * W[6] + w2 * W[7] + w3 * W[8]
+    xrow = XB + X[0] + i2 * X[7] + i3 * X[8]
+    ll = tl.arange(0, 32).to(tl.int64)
+    acc = tl.zeros([BM, NB], tl.float32)
+    for c0 in range(c_lo, c_hi, NB):
+        c = c0 + tl.arange(0, NB).to(tl.int64)
+        mc = c < c_hi
+        m2 = mr[:, None] & mc[None, :]
+        bp = wrow[:, None] + (c // 4)[None, :] * 144                       # [BM, NB] super-block addresses
+        g = (c % 4)[None, :]
+        sc1, mn1 = scale_min_k4(2 * g, bp + 4, m2)
+        sc2, mn2 = scale_min_k4(2 * g + 1, bp + 4, m2)
+        qb = u8(bp[:, :, None] + 16 + g[:, :, None] * 32 + ll[None, None, :], m2[:, :, None])   # [BM, NB, 32]
+        xlo = get(xrow + (c[:, None] * 64 + ll[None, :]) * X[5], XT, mc[:, None])              # [NB, 32]
+        xhi = get(xrow + (c[:, None] * 64 + 32 + ll[None, :]) * X[5], XT, mc[:, None])
+        slo = tl.sum((qb & 0xF).to(tl.float32) * xlo[None, :, :], axis=2)
+        shi = tl.sum((qb >> 4).to(tl.float32) * xhi[None, :, :], axis=2)
+        d = hf(bp, m2)
+        dmin = hf(bp + 2, m2)
+        xs_lo = tl.sum(xlo, axis=1)[None, :]
+        xs_hi = tl.sum(xhi, axis=1)[None, :]
+        acc += d * (sc1.to(tl.float32) * slo + sc2.to(tl.float32) * shi) - \
+            dmin * (mn1.to(tl.float32) * xs_lo + mn2.to(tl.float32) * xs_hi)
     out = tl.sum(acc, axis=1)
     dp = DB + D[0] + rows * D[5] + i2 * D[7] + i3 * D[8]
     if SPLIT == 1:

@@ -1,6 +1,6 @@
 """Launchers of kernels/triton/matmul.py: mul_mat's dequant+matmul super-kernel (GEMV form for one
 column, tl.dot GEMM form otherwise) and out_prod. One column of 32-element block weights (q4_0 .. q8_0)
-runs the block GEMV (gemv_q32) with the autotuner's options (tuning.py: rows per program, blocks per
+or q4_K runs a block GEMV (gemv_q32, gemv_q4k) with the autotuner's options (tuning.py: rows per program, blocks per
 step, split-K, measured on the GPU and cached on disk); the rest use `tiles`."""
 from __future__ import annotations
 
@@ -27,20 +27,22 @@ def tiles(cx: LaunchCtx, wtype: str, M: int, N: int, K: int) -> tuple[int, int, 
     return pow2(M, 16, 64), pow2(N, 16, 64), 32
 
 
-def _gemv_q32(st: LibStep, cx: LaunchCtx, M: int, K: int, batch: int) -> Tunable:
-    """The block GEMV's options: rows per program, blocks per step, split-K (f32 dst only), warps."""
+def _block_gemv(st: LibStep, cx: LaunchCtx, M: int, K: int, batch: int) -> Tunable:
+    """The block GEMV's options (gemv_q32, or gemv_q4k in 64-element chunks): rows per program, units
+    (blocks / chunks) per step, split-K (f32 dst only), warps."""
     n, w, x = st.nodes[0], st.nodes[0].src[0], st.nodes[0].src[1]
-    nblk = K // 32
+    kernel, unit = ("gemv_q4k", 64) if w.type.name == "q4_K" else ("gemv_q32", 32)
+    nblk = K // unit
     args = cx.tensor(st.dst) + cx.tensor(st.srcs[0]) + cx.tensor(st.srcs[1])
     consts = dict(WT=w.type.id, XT=x.type.id, DT=n.type.id)
-    tun = Tunable(f"gemv_q32 {w.type.name} {M}x{K} b{batch} {x.type.name}->{n.type.name}")
+    tun = Tunable(f"{kernel} {w.type.name} {M}x{K} b{batch} {x.type.name}->{n.type.name}")
 
     def option(bm: int, nb: int, split: int, warps: int) -> None:
         ls = []
         if split > 1:
             ls.append(Launch("lib", "zero_dst", (n.ne[1] * n.ne[2] * n.ne[3],), cx.tensor(st.dst),
                              dict(BLOCK=pow2(n.ne[0], 16, 1024))))
-        ls.append(Launch("lib", "gemv_q32", ((M + bm - 1) // bm, split, batch), list(args),
+        ls.append(Launch("lib", kernel, ((M + bm - 1) // bm, split, batch), list(args),
                          dict(consts, BM=bm, NB=nb, SPLIT=split, num_warps=warps)))
         tun.options[f"bm{bm} nb{nb} split{split} warps{warps}"] = ls
 
@@ -81,8 +83,8 @@ def mul_mat(st: LibStep, cx: LaunchCtx) -> "list[Launch] | Tunable":
     if n.nelements == 0:
         return []
     M, N, K = n.ne[0], n.ne[1], w.ne[0]
-    if N == 1 and wt in Q32:
-        return _gemv_q32(st, cx, M, K, n.ne[2] * n.ne[3])
+    if N == 1 and (wt in Q32 or wt == "q4_K"):
+        return _block_gemv(st, cx, M, K, n.ne[2] * n.ne[3])
     BM, BN, BK = tiles(cx, wt, M, N, K)
     grid = ((M + BM - 1) // BM, (N + BN - 1) // BN, n.ne[2] * n.ne[3])
     return [Launch("lib", "mul_mat", grid, cx.tensor(st.dst) + cx.tensor(st.srcs[0]) + cx.tensor(st.srcs[1]),
