@@ -54,13 +54,10 @@ def mul_mat(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.cons
 
 
 @triton.jit
-def gemv_q32(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.constexpr, BM: tl.constexpr,
-             NB: tl.constexpr, SPLIT: tl.constexpr):
-    """dst[i] = sum_k w[i, k] * x[k] for one column x and 32-element block weights (q4_0 q4_1 q5_0 q5_1
-    q8_0), a block at a time: each block's scale (and min) is loaded once, its quants as [BM, NB, 16] bytes
-    (lo and hi nibbles: elements j and j + 16), and dst += d * sum(q * x) (+ m * sum(x)). Program (pm, s, b):
-    rows pm*BM.., the s-th of SPLIT ranges of blocks; SPLIT > 1 adds into dst (f32, zeroed by zero_dst
-    first) with atomics."""
+def gemv_program(D, WB, W, XB, X, UNIT: tl.constexpr, BM: tl.constexpr, SPLIT: tl.constexpr):
+    """A block GEMV program (pm, s, b): rows pm*BM.. of batch b, the s-th of SPLIT ranges of UNIT-element
+    units of K. Returns the rows' mask, their weight rows' and x's addresses, the unit range [lo, hi) and
+    dst's byte offsets (from DB)."""
     pm = tl.program_id(0).to(tl.int64)
     ps = tl.program_id(1).to(tl.int64)
     pb = tl.program_id(2).to(tl.int64)
@@ -68,14 +65,35 @@ def gemv_q32(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.con
     i3 = pb // D[3]
     w2 = i2 // (D[3] // W[3])
     w3 = i3 // (D[4] // W[4])
-    nblk = W[1] // 32
-    per = (nblk + SPLIT - 1) // SPLIT
-    b_lo = ps * per
-    b_hi = tl.minimum(b_lo + per, nblk)
+    units = W[1] // UNIT
+    per = (units + SPLIT - 1) // SPLIT
+    lo = ps * per
+    hi = tl.minimum(lo + per, units)
     rows = pm * BM + tl.arange(0, BM).to(tl.int64)
     mr = rows < D[1]
     wrow = WB + W[0] + tl.where(mr, rows, 0) * W[6] + w2 * W[7] + w3 * W[8]
     xrow = XB + X[0] + i2 * X[7] + i3 * X[8]
+    return mr, wrow, xrow, lo, hi, D[0] + rows * D[5] + i2 * D[7] + i3 * D[8]
+
+
+@triton.jit
+def gemv_store(dp, out, mr, DT: tl.constexpr, SPLIT: tl.constexpr):
+    """A block GEMV's rows: stored, or with SPLIT > 1 added into the f32 dst zero_dst cleared."""
+    if SPLIT == 1:
+        put(dp, out, DT, mr)
+    else:
+        tl.atomic_add(dp.to(tl.pointer_type(tl.float32)), out, mask=mr, sem="relaxed")
+
+
+@triton.jit
+def gemv_q32(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.constexpr, BM: tl.constexpr,
+             NB: tl.constexpr, SPLIT: tl.constexpr):
+    """dst[i] = sum_k w[i, k] * x[k] for one column x and 32-element block weights (q4_0 q4_1 q5_0 q5_1
+    q8_0), a block at a time: each block's scale (and min) is loaded once, its quants as [BM, NB, 16] bytes
+    (lo and hi nibbles: elements j and j + 16), and dst += d * sum(q * x) (+ m * sum(x)). Program (pm, s, b):
+    rows pm*BM.., the s-th of SPLIT ranges of blocks; SPLIT > 1 adds into dst (f32, zeroed by zero_dst
+    first) with atomics."""
+    mr, wrow, xrow, b_lo, b_hi, dp = gemv_program(D, WB, W, XB, X, 32, BM, SPLIT)
     jj = tl.arange(0, 16).to(tl.int64)
     acc = tl.zeros([BM, NB], tl.float32)
     for b0 in range(b_lo, b_hi, NB):
@@ -109,12 +127,7 @@ def gemv_q32(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.con
         acc += d * s
         if WT == Q4_1 or WT == Q5_1:                                           # + m * sum(x)
             acc += hf(bp + 2, m2) * (tl.sum(xlo, axis=1) + tl.sum(xhi, axis=1))[None, :]
-    out = tl.sum(acc, axis=1)
-    dp = DB + D[0] + rows * D[5] + i2 * D[7] + i3 * D[8]
-    if SPLIT == 1:
-        put(dp, out, DT, mr)
-    else:
-        tl.atomic_add(dp.to(tl.pointer_type(tl.float32)), out, mask=mr, sem="relaxed")
+    gemv_store(DB + dp, tl.sum(acc, axis=1), mr, DT, SPLIT)
 
 
 @triton.jit
@@ -123,21 +136,7 @@ def gemv_q4k(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.con
     """gemv_q32's form for q4_K weights, in 64-element chunks of the 256-element super-blocks: a chunk's
     32 bytes hold sub-block 2g in the low nibbles and 2g + 1 in the high ones, each with a 6-bit scale and
     min (scale_min_k4), so dst += d*sc*sum(q*x) - dmin*mn*sum(x) per sub-block. NB chunks per step."""
-    pm = tl.program_id(0).to(tl.int64)
-    ps = tl.program_id(1).to(tl.int64)
-    pb = tl.program_id(2).to(tl.int64)
-    i2 = pb % D[3]
-    i3 = pb // D[3]
-    w2 = i2 // (D[3] // W[3])
-    w3 = i3 // (D[4] // W[4])
-    nch = W[1] // 64
-    per = (nch + SPLIT - 1) // SPLIT
-    c_lo = ps * per
-    c_hi = tl.minimum(c_lo + per, nch)
-    rows = pm * BM + tl.arange(0, BM).to(tl.int64)
-    mr = rows < D[1]
-    wrow = WB + W[0] + tl.where(mr, rows, 0) * W[6] + w2 * W[7] + w3 * W[8]
-    xrow = XB + X[0] + i2 * X[7] + i3 * X[8]
+    mr, wrow, xrow, c_lo, c_hi, dp = gemv_program(D, WB, W, XB, X, 64, BM, SPLIT)
     ll = tl.arange(0, 32).to(tl.int64)
     acc = tl.zeros([BM, NB], tl.float32)
     for c0 in range(c_lo, c_hi, NB):
@@ -159,12 +158,7 @@ def gemv_q4k(DB, D, WB, W, XB, X, WT: tl.constexpr, XT: tl.constexpr, DT: tl.con
         xs_hi = tl.sum(xhi, axis=1)[None, :]
         acc += d * (sc1.to(tl.float32) * slo + sc2.to(tl.float32) * shi) - \
             dmin * (mn1.to(tl.float32) * xs_lo + mn2.to(tl.float32) * xs_hi)
-    out = tl.sum(acc, axis=1)
-    dp = DB + D[0] + rows * D[5] + i2 * D[7] + i3 * D[8]
-    if SPLIT == 1:
-        put(dp, out, DT, mr)
-    else:
-        tl.atomic_add(dp.to(tl.pointer_type(tl.float32)), out, mask=mr, sem="relaxed")
+    gemv_store(DB + dp, tl.sum(acc, axis=1), mr, DT, SPLIT)
 
 
 @triton.jit

@@ -19,6 +19,7 @@ GPU's arch, this triton version and the same launches (the graph and passes deci
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -104,10 +105,16 @@ def spec_of(la: Launch, fn: Any) -> Spec:
 
 
 def _source_hash(module: str, gen_source: str) -> str:
+    """The SHA-256 of a kernel module's source."""
     if module == "gen":
         return hashlib.sha256(gen_source.encode()).hexdigest()
-    path = loader.KERNELS / f"{module.split(':', 1)[1]}.py"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return _library_hash(module.split(":", 1)[1])
+
+
+@functools.lru_cache(maxsize=None)
+def _library_hash(file: str) -> str:
+    """kernels/triton/<file>.py's SHA-256, read once per process (a launch list names each file many times)."""
+    return hashlib.sha256((loader.KERNELS / f"{file}.py").read_bytes()).hexdigest()
 
 
 def _ast_source(spec: Spec, fn: Any) -> Any:

@@ -65,6 +65,7 @@ def generate(program: Program, device, overrides: "dict | None" = None) -> Gener
     pr = TritonStyle()
     cx = LaunchCtx(low, device, dict(overrides or {}))
     to_tune: list[tuple[int, int, Tunable]] = []
+    tuned = tuning.choices(device)
     texts: dict[str, str] = {}           # kernel text -> its name (identical kernels printed once)
     kernels: list[str] = []
     out: list[Launch] = []
@@ -89,8 +90,7 @@ def generate(program: Program, device, overrides: "dict | None" = None) -> Gener
         elif isinstance(st, LibStep):
             res = launches(st, cx)
             if isinstance(res, Tunable):
-                known = tuning.lookup(device, res.key)
-                chosen = res.options.get(known) if known is not None else None
+                chosen = res.options.get(tuned.get(res.key, ""))
                 if chosen is None:
                     chosen = res.options[res.default]
                     if device.mode == "cuda" and len(res.options) > 1:

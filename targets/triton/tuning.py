@@ -61,12 +61,12 @@ def _read() -> dict:
         return {}                                   # no cache yet, or a damaged one: measure again
 
 
-def lookup(device: Any, key: str) -> "str | None":
-    """The option measured fastest for key on this device, or None."""
+def choices(device: Any) -> dict[str, str]:
+    """Every key's option measured fastest on this device ({} for the interpreter): one read per module."""
     if device.mode != "cuda":
-        return None
-    entry = _read().get(_device_key(device), {}).get(key)
-    return entry.get("option") if isinstance(entry, dict) else None
+        return {}
+    table = _read().get(_device_key(device), {})
+    return {k: e["option"] for k, e in table.items() if isinstance(e, dict) and isinstance(e.get("option"), str)}
 
 
 def store(device: Any, key: str, option: str, ms: dict[str, float]) -> None:
