@@ -41,7 +41,8 @@ static int gc_cmp(const void *a, const void *b) {
  * bench/run.py's best_time uses for ggml: robust on a shared machine) */
 double gc_bench(const gc_tensor *ws, int nw, const gc_tensor *x, const gc_tensor *dst, int nth, int reps,
                 void **scratch, size_t scratch_size) {
-    gc_ctx ctx = {nth, scratch, scratch_size};
+    static _Alignas(64) int work[16];
+    gc_ctx ctx = {nth, scratch, scratch_size, work};
     double *t = malloc(sizeof(double) * (size_t)reps), med;
     for (int r = -nw; r < reps; r++) {             /* one untimed pass over every matrix first */
         const gc_tensor *src[2] = {&ws[(r + nw) % nw], x};

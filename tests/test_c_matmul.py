@@ -9,7 +9,7 @@ undefined-behaviour sanitizer. Every build is compiled on every host (test_build
 under a tier this CPU lacks still fails here); the numeric tests run for the builds this CPU can execute
 (RUNNABLE, decided at collection), so a build the host cannot run is a compile test, never a skip.
 Threads are simulated by calling ith = 0..nth-1 in turn, each with its own scratch, exactly as the
-generated driver does.
+generated driver does, with the shared work counter (even nth) and without (odd nth).
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class GcTensor(ctypes.Structure):
 
 class GcCtx(ctypes.Structure):
     _fields_ = [("n_threads", ctypes.c_int), ("scratch", ctypes.POINTER(ctypes.c_void_p)),
-                ("scratch_size", ctypes.c_size_t)]
+                ("scratch_size", ctypes.c_size_t), ("work", ctypes.POINTER(ctypes.c_int))]
 
 
 def _cc() -> str | None:
@@ -204,9 +204,13 @@ def run_c(lib, w: np.ndarray, wtype: str, K: int, x: np.ndarray, xtype: str, nth
     size = lib.mm_scratch(ctypes.byref(d), src)
     bufs = [np.empty(size, np.uint8) for _ in range(nth)]
     ptrs = (ctypes.c_void_p * nth)(*[bb.ctypes.data for bb in bufs])
-    ctx = GcCtx(nth, ptrs, size)
+    # even nth: work handed out through the shared counter (thread 0, called first, takes every chunk but
+    # the first ones of the others); odd nth: no counter, thread ith takes every nth chunk
+    work = (ctypes.c_int * 2)(0, 0)
+    ctx = GcCtx(nth, ptrs, size, work if nth % 2 == 0 else None)
     for ith in range(nth):
         lib.mm(ctypes.byref(ctx), ctypes.byref(d), src, ith, nth)
+    assert list(work) == [0, 0], "the last thread out leaves the counter reset"
     return out
 
 

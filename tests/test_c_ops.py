@@ -83,7 +83,7 @@ def _scratch_ops() -> set[str]:
 def _cdef() -> str:
     body = re.sub(r"^#.*$", "", _params_header(), flags=re.M)
     decls = ["typedef struct gc_tensor { char *data; int64_t ne[4]; int64_t nb[4]; int32_t type; } gc_tensor;",
-             "typedef struct gc_ctx { int n_threads; void **scratch; size_t scratch_size; } gc_ctx;", body]
+             "typedef struct gc_ctx { int n_threads; void **scratch; size_t scratch_size; int *work; } gc_ctx;", body]
     for op in sorted(PROVIDED):
         decls.append(f"void h_op_{op}(const gc_ctx *, const gc_tensor *, const gc_tensor *const *, const void *, "
                      "int, int);")

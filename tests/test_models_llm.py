@@ -105,7 +105,7 @@ def run_parity(ref: Reference, target: str, wtype: str, **opts) -> np.ndarray:
     dec = np.concatenate([m.logits([t]) for t in ref.tokens])
     check(dec, ref.decode, wtype, f"{target} decode")
     assert m.n_past == N_PROMPT + N_DECODE
-    assert list(m.modules) == [(1, N_CTX), (N_PROMPT, N_CTX)]
+    assert list(m.modules) == [(1, N_CTX, False), (N_PROMPT, N_CTX, False)]
     return np.concatenate([pre, dec])
 
 
@@ -114,7 +114,7 @@ def check_all_decode(ref: Reference, target: str, got: np.ndarray) -> None:
     only GEMM vs GEMV summation order differs; a cache shared wrongly gives O(1) differences)."""
     b = load_gguf(ref.path, target=target, n_ctx=N_CTX, n_batch=1, n_threads=2)
     want = np.concatenate([b.logits([t]) for t in ref.prompt + ref.tokens])
-    assert list(b.modules) == [(1, N_CTX)]
+    assert list(b.modules) == [(1, N_CTX, False)]
     assert nmse(got, want) < 1e-7
 
 
@@ -186,7 +186,7 @@ def test_kv_f32_parity(tmp_path, seed):
     want = np.array(llm.scores[:24])
     llm.close()
     m = load_gguf(path, target="ref", n_ctx=N_CTX, kv_type="f32", n_batch=8)
-    assert m.modules[(1, N_CTX)].read("cache_k_l0").dtype == np.float32
+    assert m.modules[(1, N_CTX, False)].read("cache_k_l0").dtype == np.float32
     check(m.logits(prompt), want, "f32", "kv f32")
 
 
@@ -214,6 +214,27 @@ def test_generate_matches_llama_cpp_greedy(reference):
     assert m.stats.prompt_tokens == N_PROMPT and m.stats.decode_tokens == 7
 
 
+def test_last_position_logits_skip_the_other_rows(reference):
+    """logits(all_positions=False) runs graphs whose last layer, output norm and output matrix see the last
+    row alone (llama.cpp's inp_out_ids), chunked prompts included; its row is the all-positions last row
+    (C: GEMV instead of GEMM rows, so summation order only), and generate() uses those graphs."""
+    ref = reference("gemma3", "q8_0")
+    for target in ("ref", "c"):
+        a = load_gguf(ref.path, target=target, n_ctx=N_CTX, n_batch=8, n_threads=2)
+        b = load_gguf(ref.path, target=target, n_ctx=N_CTX, n_batch=8, n_threads=2)
+        for chunk in (ref.prompt[:13], ref.tokens[:2]):                 # chunks 8, 4, 1; then 2
+            last = a.logits(chunk, all_positions=False)
+            every = b.logits(chunk)
+            assert last.shape == (1, N_VOCAB) and every.shape == (len(chunk), N_VOCAB)
+            assert nmse(last, every[-1:]) < 1e-9, target
+        graphs = {k: m.graph for k, m in a.modules.items()}
+        assert sorted(graphs) == [(1, N_CTX, False), (2, N_CTX, True), (4, N_CTX, True), (8, N_CTX, True)]
+        assert graphs[(8, N_CTX, True)].outputs[0].ne[:2] == (N_VOCAB, 1)
+        m = load_gguf(ref.path, target=target, n_ctx=N_CTX, n_batch=8, n_threads=2)
+        m.generate(ref.prompt[:13], max_tokens=2, stop_at_eos=False)
+        assert all(last or n == 1 for n, _, last in m.modules), sorted(m.modules)
+
+
 # --- state ----------------------------------------------------------------------------------------
 
 def test_prefill_then_decode_equals_all_decode_ref(reference):
@@ -226,7 +247,7 @@ def test_chunked_prompt_equals_token_by_token(reference):
     ref = reference("qwen2", "f32")
     a = load_gguf(ref.path, target="ref", n_ctx=N_CTX, n_batch=8)
     got = a.logits(ref.prompt[:13])                                  # chunks 8, 4, 1
-    assert sorted(t for t, _ in a.modules) == [1, 4, 8]
+    assert sorted(t for t, _, _ in a.modules) == [1, 4, 8]
     b = load_gguf(ref.path, target="ref", n_ctx=N_CTX, n_batch=1)
     want = np.concatenate([b.logits([t]) for t in ref.prompt[:13]])
     assert nmse(got, want) < 1e-7
@@ -240,8 +261,8 @@ def test_kv_buckets_attend_to_used_rows_only(reference):
     b = load_gguf(ref.path, target="ref", n_ctx=N_CTX, n_batch=N_PROMPT, kv_pad=0)
     for chunk in (toks[:16], toks[16:20], toks[20:]):
         assert nmse(a.logits(chunk), b.logits(chunk)) < 1e-10
-    assert {k for _, k in a.modules} == {16, 32}
-    assert {k for _, k in b.modules} == {N_CTX}
+    assert {k for _, k, _ in a.modules} == {16, 32}
+    assert {k for _, k, _ in b.modules} == {N_CTX}
 
 
 def test_reset_state(reference):
@@ -252,7 +273,7 @@ def test_reset_state(reference):
     assert m.n_past == 12
     m.reset_state()
     assert m.n_past == 0
-    assert not np.any(m.modules[(1, N_CTX)].read("cache_k_l0"))
+    assert not np.any(m.modules[(1, N_CTX, False)].read("cache_k_l0"))
     np.testing.assert_array_equal(m.logits(ref.prompt[:9]), first)
 
 
@@ -288,7 +309,7 @@ def test_n_ctx_bounds(reference):
 def test_weights_are_mapped_not_copied(reference):
     ref = reference("qwen2", "q4_K_M")
     m = load_gguf(ref.path, target="ref", n_ctx=N_CTX)
-    for t in m.modules[(1, N_CTX)].graph.leafs:
+    for t in m.modules[(1, N_CTX, False)].graph.leafs:
         if t.name in ("blk.1.ffn_down.weight", "output.weight", "token_embd.weight"):
             base = t.data
             while base is not None and not isinstance(base, np.memmap):

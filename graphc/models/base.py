@@ -1,7 +1,7 @@
 """What every model offers: logits over a persistent state, optional tokenizer, and generation.
 
-A model subclass implements `_forward(ids) -> (n, n_vocab) float32 logits` (feeding ids after what the
-state already holds), `_reset()`, `n_vocab`, `n_past` (positions held) and optionally `tokenizer`.
+A model subclass implements `_forward(ids, all_positions) -> (n or 1, n_vocab) float32 logits` (feeding ids
+after what the state already holds), `_reset()`, `n_vocab`, `n_past` (positions held) and optionally `tokenizer`.
 Sampling follows llama.cpp's common order: top-k, then top-p, then temperature; temperature 0 is greedy.
 """
 from __future__ import annotations
@@ -63,7 +63,9 @@ class Model:
     stats: "Stats | None" = None   # timings of the last generate()
 
     # --- what a subclass provides -----------------------------------------------------------
-    def _forward(self, ids: np.ndarray) -> np.ndarray:
+    def _forward(self, ids: np.ndarray, all_positions: bool = True) -> np.ndarray:
+        """(n, n_vocab) logits, or (1, n_vocab) for the last id alone when not all_positions (a model may
+        then skip work that only the other rows need)."""
         raise NotImplementedError
 
     def _reset(self) -> None:
@@ -73,21 +75,23 @@ class Model:
     def n_past(self) -> int:
         raise NotImplementedError
 
-    def prepare(self, n_tokens: int, n_more: int = 0) -> None:
+    def prepare(self, n_tokens: int, n_more: int = 0, all_positions: bool = False) -> None:
         """Do ahead any one-time work (compiling graphs) that feeding n_tokens, then n_more single tokens,
         will need; a model without such work does nothing."""
 
     # --- the public interface ---------------------------------------------------------------
-    def logits(self, tokens: Iterable[int]) -> np.ndarray:
-        """Feed token ids after what the state holds; float32 logits for every fed position, (n, n_vocab)."""
+    def logits(self, tokens: Iterable[int], all_positions: bool = True) -> np.ndarray:
+        """Feed token ids after what the state holds; float32 logits for every fed position, (n, n_vocab),
+        or with all_positions=False for the last fed token alone, (1, n_vocab), which is what sampling the
+        next token needs and skips the output matrix (and more) for the other positions."""
         ids = np.asarray(list(tokens), dtype=np.int64).reshape(-1)
         if ids.size == 0:
             return np.zeros((0, self.n_vocab), dtype=np.float32)
         if ids.min() < 0 or ids.max() >= self.n_vocab:
             bad = int(ids[(ids < 0) | (ids >= self.n_vocab)][0])
             raise RunError(f"token id {bad} is outside the vocabulary [0, {self.n_vocab})")
-        out = np.asarray(self._forward(ids.astype(np.int32)), dtype=np.float32)
-        return out.reshape(ids.size, self.n_vocab)
+        out = np.asarray(self._forward(ids.astype(np.int32), all_positions), dtype=np.float32)
+        return out.reshape(ids.size if all_positions else 1, self.n_vocab)
 
     def reset_state(self) -> None:
         """Forget every fed token (KV cache or RNN state back to empty)."""
@@ -117,7 +121,7 @@ class Model:
         self.prepare(len(ids), max_tokens)        # compile first: the stats time runs only
         self.stats = Stats(prompt_tokens=len(ids))
         t0 = time.perf_counter()
-        last = self.logits(ids)[-1]
+        last = self.logits(ids, all_positions=False)[-1]
         self.stats.prompt_seconds = time.perf_counter() - t0
         out: list[int] = []
         for _ in range(max_tokens):
@@ -128,7 +132,7 @@ class Model:
             if (stop_at_eos and tok in self.eos_ids) or len(out) == max_tokens:
                 break
             t0 = time.perf_counter()
-            last = self.logits([tok])[-1]
+            last = self.logits([tok], all_positions=False)[-1]
             self.stats.decode_seconds += time.perf_counter() - t0
             self.stats.decode_tokens += 1
         return out

@@ -4,9 +4,9 @@
     logits = model.logits([1, 15043, 3186])       # (3, n_vocab), after what the cache holds
     model.generate("Hello", max_tokens=32)
 
-Graphs (graphc.models.llm_graph.build_graph) are compiled per (tokens fed at once, cache rows attended),
-all over one KV cache (compile(share_state=...)) and the same mapped weights: the 1-token decode graph at
-load, the others lazily when first needed.
+Graphs (graphc.models.llm_graph.build_graph) are compiled per (tokens fed at once, cache rows attended,
+whether only the last position's logits are computed), all over one KV cache (compile(share_state=...))
+and the same mapped weights: the 1-token decode graph at load, the others lazily when first needed.
 - Tokens: a batch of n tokens runs as chunks of n_batch tokens, and a remainder r < n_batch as its binary
   decomposition (r = 32 + 4 + 1 -> graphs for 32, 4 and 1 tokens). So at most log2(n_batch) + 2 token
   counts are ever compiled, no chunk computes padding tokens or writes padding rows into the cache, and
@@ -73,23 +73,25 @@ class GGUFModel(Model):
         self._qtypes: dict[str, str] = {}
         self._qdata: dict[str, np.ndarray] = {}
         self.quantize_plan = None
-        self.modules: dict[tuple[int, int], Any] = {}     # (n_tokens, n_kv) -> compiled module
+        self.modules: dict[tuple[int, int, bool], Any] = {}     # (n_tokens, n_kv, last_only) -> compiled module
         self._owner: Any = None                           # the first module: its state buffers are the cache
         self._n_past = 0
         self._compile(1, kv_rows(1, n_ctx, kv_pad))       # the decode graph
 
     # --- compiling ------------------------------------------------------------------------------
-    def graph(self, n_tokens: int, n_kv: int | None = None):
+    def graph(self, n_tokens: int, n_kv: int | None = None, last_only: bool = False):
         from .llm_graph import build_graph
         return build_graph(self.cfg, self._tensors, self.path, n_tokens, self.n_ctx, self.kv_type,
-                           self.flash_attn, n_kv, weight_types=self._qtypes, gelu_table=self.gelu_table)
+                           self.flash_attn, n_kv, weight_types=self._qtypes, gelu_table=self.gelu_table,
+                           last_only=last_only)
 
-    def _compile(self, n_tokens: int, n_kv: int):
+    def _compile(self, n_tokens: int, n_kv: int, last_only: bool = False):
         import graphc
-        m = self.modules.get((n_tokens, n_kv))
+        key = (n_tokens, n_kv, last_only and n_tokens > 1)     # one token: both graphs are the same
+        m = self.modules.get(key)
         if m is not None:
             return m
-        g = self.graph(n_tokens, n_kv)
+        g = self.graph(n_tokens, n_kv, key[2])
         owner = self._owner
         if owner is None and self._quantize is not None:
             # quantize once, on the first graph; later graphs declare the new types and reuse its bytes
@@ -101,7 +103,7 @@ class GGUFModel(Model):
         else:
             m = graphc.compile(g, target=self.target, weights=self._qdata or None, share_state=owner,
                                **self.target_opts)
-        self.modules[(n_tokens, n_kv)] = m
+        self.modules[key] = m
         if self._owner is None:
             self._owner = m
         return m
@@ -111,41 +113,46 @@ class GGUFModel(Model):
     def n_past(self) -> int:
         return self._n_past
 
-    def prepare(self, n_tokens: int, n_more: int = 0) -> None:
-        """Compile now every graph that feeding n_tokens after the state, then n_more single tokens, will
-        use (so generate()'s timings measure runs, not gcc)."""
+    def prepare(self, n_tokens: int, n_more: int = 0, all_positions: bool = False) -> None:
+        """Compile now every graph that feeding n_tokens after the state (logits of every position, or of
+        the last alone as generate() asks), then n_more single tokens, will use (so generate()'s timings
+        measure runs, not gcc)."""
         past = self._n_past
         sizes = chunk_sizes(max(n_tokens, 0), self.n_batch) + [1] * max(n_more, 0)
         for size in sizes:
             if past + size > self.n_ctx:
                 break
-            self._compile(size, kv_rows(past + size, self.n_ctx, self.kv_pad))
+            self._compile(size, kv_rows(past + size, self.n_ctx, self.kv_pad), not all_positions)
             past += size
 
     def _reset(self) -> None:
         self._owner.reset_state()           # one set of buffers: every module sees the reset
         self._n_past = 0
 
-    def _forward(self, ids: np.ndarray) -> np.ndarray:
+    def _forward(self, ids: np.ndarray, all_positions: bool = True) -> np.ndarray:
         from .llm_graph import kq_mask, positions, v_indices
         n = int(ids.size)
         if self._n_past + n > self.n_ctx:
             raise RunError(f"context overflow: {self._n_past} tokens are cached and {n} more do not fit in "
                            f"n_ctx = {self.n_ctx} (reset_state() to start over, or load with a larger n_ctx)")
         c = self.cfg
-        out = np.empty((n, self.n_vocab), dtype=np.float32)
+        out = np.empty((n if all_positions else 1, self.n_vocab), dtype=np.float32)
         done = 0
         mtype = np.float16 if self.flash_attn else np.float32
         for size in chunk_sizes(n, self.n_batch):
             n_kv = kv_rows(self._n_past + size, self.n_ctx, self.kv_pad)
-            m = self._compile(size, n_kv)
+            m = self._compile(size, n_kv, not all_positions)
             pos = positions(self._n_past, size)
             feed = {"tokens": ids[done:done + size], "pos": pos, "kq_mask": kq_mask(pos, n_kv, 0, mtype)}
             if c.has_swa:
                 feed["kq_mask_swa"] = kq_mask(pos, n_kv, c.n_swa, mtype)
             if not self.flash_attn:
                 feed["v_idxs"] = v_indices(pos, c.n_embd_v_gqa, self.n_ctx)
-            out[done:done + size] = m.run(feed)["logits"].reshape(size, self.n_vocab)
+            logits = m.run(feed)["logits"]
+            if all_positions:
+                out[done:done + size] = logits.reshape(size, self.n_vocab)
+            else:                        # earlier chunks' last rows are overwritten: only the prompt's end counts
+                out[0] = logits.reshape(-1, self.n_vocab)[-1]
             self._n_past += size
             done += size
         return out

@@ -18,7 +18,9 @@ with set_rows, get_k / get_v views). Differences, none of which changes a result
 first n_kv cache rows (the caller picks n_kv; llama.cpp uses the used cells rounded up to 256), masked
 rows adding exact zeros; cache rows are positions (one sequence); set_rows indices are i32 (llama.cpp:
 i64); gemma3's sliding-window layers keep a full-size cache (llama.cpp's swa_full) instead of a ring of
-n_swa + n_ubatch cells; no output-row selection (every position's logits come out). Node names follow
+n_swa + n_ubatch cells; output rows are every position, or with last_only the last one alone (llama.cpp's
+inp_out_ids: the last layer's attention output and residual are cut to that row, so the last layer's FFN,
+the output norm and the output matrix see one row; a view here, get_rows there). Node names follow
 llama.cpp's callback names ("Qcur-0", "kq-0", "l_out-1", ...), so intermediate tensors can be compared.
 """
 from __future__ import annotations
@@ -70,8 +72,10 @@ class _Weights:
 
 def build_graph(cfg: LLMConfig, tensors: TensorTable, path: str, n_tokens: int, n_ctx: int,
                 kv_type: str = "f16", flash_attn: bool = False, n_kv: int | None = None,
-                weight_types: Mapping[str, str] | None = None, gelu_table: bool = False) -> Graph:
+                weight_types: Mapping[str, str] | None = None, gelu_table: bool = False,
+                last_only: bool = False) -> Graph:
     """The forward graph for n_tokens tokens over an n_ctx-row KV cache (attending to rows [0, n_kv)).
+    Output logits [n_vocab, n_tokens], or [n_vocab, 1] for the last token alone with last_only.
     weight_types: {GGUF name: type} for weights declared in another type than stored (converted on load,
     or given as data: compile(weights=...)). gelu_table: GELU as llama.cpp's CPU backend computes it
     (through an f16 table; the op's `table` parameter)."""
@@ -83,14 +87,16 @@ def build_graph(cfg: LLMConfig, tensors: TensorTable, path: str, n_tokens: int, 
     if flash_attn and kv_type != "f16":
         raise CompileError("flash_attn needs an f16 KV cache (llama.cpp casts K and V to f16 for it)")
     return _Builder(cfg, tensors, path, n_tokens, n_ctx, n_kv, kv_type, flash_attn, weight_types or {},
-                    gelu_table).build()
+                    gelu_table, last_only).build()
 
 
 class _Builder:
     def __init__(self, cfg: LLMConfig, tensors: TensorTable, path: str, T: int, n_ctx: int, n_kv: int,
-                 kv_type: str, flash_attn: bool, weight_types: Mapping[str, str], gelu_table: bool):
+                 kv_type: str, flash_attn: bool, weight_types: Mapping[str, str], gelu_table: bool,
+                 last_only: bool):
         self.cfg, self.T, self.n_ctx, self.n_kv, self.kv_type, self.fa = cfg, T, n_ctx, n_kv, kv_type, flash_attn
         self.gelu_table = gelu_table
+        self.last_only = last_only and T > 1
         self.g = GraphBuilder(f"{cfg.arch}-{T}")
         self.w = _Weights(self.g, tensors, path, weight_types)
 
@@ -160,6 +166,9 @@ class _Builder:
         cur = self.linear(w(p + "attn_output.weight", nq, E), cur, wo_b)
         cur = self.name(cur, "attn_out", il)
 
+        if self.last_only and il == c.n_layer - 1:
+            # only the last position's logits are wanted: the rest of the graph is row-wise, so it sees one row
+            cur, x = self.last_row(cur), self.last_row(x)
         if gemma:
             cur = self.name(self.norm(cur, w(p + "post_attention_norm.weight", E)), "attn_post_norm", il)
         ffn_inp = self.name(g.add(cur, x), "ffn_inp", il)
@@ -168,6 +177,11 @@ class _Builder:
         if gemma:
             cur = self.name(self.norm(cur, w(p + "post_ffw_norm.weight", E)), "ffn_post_norm", il)
         return self.name(g.add(cur, ffn_inp), "l_out", il)
+
+    def last_row(self, t: Tensor) -> Tensor:
+        """Column T-1 of a contiguous [E, T] tensor, as [E, 1]."""
+        nb1 = t.nb[1]
+        return self.g.view_2d(t, t.ne[0], 1, nb1, (self.T - 1) * nb1)
 
     def rope(self, t: Tensor, il: int) -> Tensor:
         c = self.cfg

@@ -91,7 +91,8 @@ class RWKVModel(Model):
         self.modules[1].reset_state()       # one set of buffers: every graph sees the reset (pp = -1e30)
         self._n_past = 0
 
-    def _forward(self, ids: np.ndarray) -> np.ndarray:
+    def _forward(self, ids: np.ndarray, all_positions: bool = True) -> np.ndarray:
+        # RWKV's head is one small matrix: every position's logits are computed either way
         n = int(ids.size)
         out = np.empty((n, self.n_vocab), dtype=np.float32)
         done = 0
@@ -100,7 +101,7 @@ class RWKVModel(Model):
             out[done:done + size] = m.run({"tokens": ids[done:done + size]})["logits"].reshape(size, self.n_vocab)
             done += size
             self._n_past += size
-        return out
+        return out if all_positions else out[-1:]
 
     # --- state ----------------------------------------------------------------------------------
     def state(self) -> list[np.ndarray]:

@@ -16,8 +16,10 @@
  * kernels. Ops that need per-thread scratch export
  *     size_t gc_scratch_<op>(const gc_tensor *dst, const gc_tensor *const *src, const void *params);
  * (bytes per thread); the driver allocates the maximum once and passes it as ctx->scratch[ith].
- * mul_mat's split is fixed so that fused epilogues can follow it: thread ith computes the dst
- * elements with i0 in gc_chunk(dst->ne[0], ith, nth) for every i1, i2, i3.
+ * ctx->work, when not NULL, is a pair of counters shared by the threads, zero when a step starts; a
+ * kernel that takes work from work[0] leaves both zero again before the barrier that follows it
+ * (gc_op_mul_mat: the last thread out resets them). Which thread computes an element never changes its
+ * value: results do not depend on nth or on timing.
  */
 #ifndef GRAPHC_H
 #define GRAPHC_H
@@ -36,6 +38,7 @@ typedef struct gc_ctx {
     int n_threads;
     void **scratch;          /* scratch[ith]: per-thread work memory, scratch_size bytes each */
     size_t scratch_size;
+    int *work;               /* NULL, or 2 ints (zero between steps) a kernel may hand work out with */
 } gc_ctx;
 
 /* ggml type ids (graphc/types.py) */

@@ -3,8 +3,8 @@
  * src0 broadcast over dims 2, 3 by integer division). Numerics as ggml's CPU backend (graphc.quants
  * mul_mat_quant): f16/bf16 weights see activations rounded to f16/bf16; quantized weights see them
  * quantized to q8_0 / q8_1 / q8_K (x86 flavour) once per thread and column, then exact integer block
- * dot products (AVX-512 VNNI + VBMI, AVX2 maddubs, or scalar). Thread ith computes the dst rows i0 in
- * gc_chunk(dst->ne[0], ith, nth) for every column, as graphc.h fixes.
+ * dot products (AVX-512 VNNI + VBMI, AVX2 maddubs, or scalar). Threads take chunks of dst rows of one
+ * column tile from a shared counter (gc_op_mul_mat).
  *
  * Loop order: for every dst slice (i2, i3) and tile of GC_MM_CT columns, the tile's activations are
  * prepared into thread scratch (they stay in L2), then every weight row of the thread is read once per
@@ -861,36 +861,145 @@ static inline void gc_mm_store(const gc_tensor *dst, int64_t i0, int64_t i1, int
     *o = add ? *o + v : v;
 }
 
+/* rows per work chunk: small enough that threads finish together (>= 8 chunks per thread), large enough
+ * that one chunk streams a long run of weight rows; even, so the 2-row GEMM kernel pairs rows alike in
+ * every chunk (which thread computes a row never changes its result) */
+static inline int64_t gc_mm_chunk_rows(int64_t nrows, int nth) {
+    int64_t rc = nrows / (8 * (int64_t)nth);
+    rc = rc < 16 ? 16 : rc > 256 ? 256 : rc;
+    return (rc + 1) & ~(int64_t)1;
+}
+
+/* dst rows [r0, r1) of one tile (slice i2, i3; columns c0 .. c0 + nct, prepared in cols[]) */
+GC_MM_INLINE void gc_mm_tile_rows(const gc_tensor *dst, const gc_tensor *a, int kind, int32_t t, int64_t K,
+                                  const char *wbase, const char *const *cols, int nct, int64_t c0,
+                                  int64_t i2, int64_t i3, int64_t r0, int64_t r1,
+                                  const gc_q32_idx *ixp, const gc_qk_idx *kixp) {
+    gc_q32_idx ix = *ixp;
+    gc_qk_idx kix = *kixp;
+    if (kind == GC_MM_FLOAT) {
+        for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += GC_MM_KB) {
+            const int64_t k1 = K - k0 < GC_MM_KB ? K : k0 + GC_MM_KB;
+            for (int64_t r = r0; r < r1;) {
+                const int nr = r1 - r >= 4 ? 4 : 1;
+                const void *w[4];
+                for (int i = 0; i < nr; i++) w[i] = wbase + (r + i) * a->nb[1];
+                for (int c = 0; c < nct; c += 4) {
+                    const int nc = nct - c < 4 ? nct - c : 4;
+                    float out[16];
+                    const float *xc[4];
+                    for (int j = 0; j < nc; j++) xc[j] = (const float *)cols[c + j];
+                    gc_mm_fblock(t, nr, nc, w, xc, k0, k1, out);
+                    for (int i = 0; i < nr; i++)
+                        for (int j = 0; j < nc; j++)
+                            gc_mm_store(dst, r + i, c0 + c + j, i2, i3, out[i * nc + j], k0 > 0);
+                }
+                r += nr;
+            }
+        }
+        return;
+    }
+    int64_t r = r0;
+#if defined(GC_MM_HAVE_Q32_2X4)
+    /* many columns (prefill): pairs of rows share the activation loads; few columns keep one
+     * weight stream (interleaved rows read from DRAM far slower than one sequential row) */
+    if (kind == GC_MM_Q32 && nct >= 8)
+        for (; r + 2 <= r1; r += 2) {
+            const char *row0 = wbase + r * a->nb[1], *row1 = row0 + a->nb[1];
+            int c = 0;
+            for (; c + 4 <= nct; c += 4) {
+                float o0[4], o1[4];
+                const gc_act4 *xc[4];
+                for (int j = 0; j < 4; j++) xc[j] = (const gc_act4 *)cols[c + j];
+                gc_q32_rows2x4(t, row0, row1, K / 32, xc, o0, o1, &ix);
+                for (int j = 0; j < 4; j++) {
+                    gc_mm_store(dst, r, c0 + c + j, i2, i3, o0[j], 0);
+                    gc_mm_store(dst, r + 1, c0 + c + j, i2, i3, o1[j], 0);
+                }
+            }
+            for (; c < nct; c++)
+                for (int i = 0; i < 2; i++) {
+                    float o;
+                    const gc_act4 *xc[1] = {(const gc_act4 *)cols[c]};
+                    gc_q32_rowk(t, 1, row0 + i * a->nb[1], K / 32, xc, &o, &ix);
+                    gc_mm_store(dst, r + i, c0 + c, i2, i3, o, 0);
+                }
+        }
+#endif
+    for (; r < r1; r++) {
+        const char *row = wbase + r * a->nb[1];
+        for (int c = 0; c < nct; c += 4) {
+            const int nc = nct - c < 4 ? nct - c : 4;
+            float out[4];
+            if (kind == GC_MM_QK) {
+                const block_q8_K *yc[4];
+                for (int j = 0; j < nc; j++) yc[j] = (const block_q8_K *)cols[c + j];
+                gc_mm_row_qk(t, nc, row, K / 256, yc, out, &kix);
+            } else {
+                const gc_act4 *xc[4];
+                for (int j = 0; j < nc; j++) xc[j] = (const gc_act4 *)cols[c + j];
+                switch (t) {
+                case GC_Q4_0: gc_mm_row_q4_0(nc, row, K / 32, xc, out, &ix); break;
+                case GC_Q4_1: gc_mm_row_q4_1(nc, row, K / 32, xc, out, &ix); break;
+                case GC_Q5_0: gc_mm_row_q5_0(nc, row, K / 32, xc, out, &ix); break;
+                case GC_Q5_1: gc_mm_row_q5_1(nc, row, K / 32, xc, out, &ix); break;
+                default: gc_mm_row_q8_0(nc, row, K / 32, xc, out, &ix); break;
+                }
+            }
+            /* the row kernels write out[0..nc); gcc cannot always prove that through the nc switch
+             * (-Wmaybe-uninitialized at -O3 when gc_op_mul_mat is compiled out of line). Zeroing
+             * out[] instead cost 5-10% of LLaMA-shaped decode on an AVX2 EPYC (gcc 12), so the
+             * warning is silenced for this one statement. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+            for (int j = 0; j < nc; j++) gc_mm_store(dst, r, c0 + c + j, i2, i3, out[j], 0);
+#pragma GCC diagnostic pop
+        }
+    }
+}
+
+/* Work is (tile, chunk of rows) pairs in order; thread ith takes pair ith first, then the next free one
+ * from a shared counter (ggml's scheme: a thread the OS delays does not hold the others back at the
+ * barrier). Without a counter (ctx->work NULL) thread ith takes every nth pair. A thread prepares a
+ * tile's activation columns when it first meets the tile. */
 static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const gc_tensor *const *src, const void *params,
                    int ith, int nth) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    int64_t r0, r1;
-    gc_chunk(dst->ne[0], ith, nth, &r0, &r1);
-    if (r0 >= r1) return;
     const int32_t t = a->type;
     const int kind = gc_mm_kind(t);
     if (kind == GC_MM_NONE || a->ne[2] <= 0 || a->ne[3] <= 0) return;   /* gc_supports_mul_mat refuses these */
-    const int64_t K = a->ne[0], N1 = dst->ne[1];
+    const int64_t K = a->ne[0], N0 = dst->ne[0], N1 = dst->ne[1];
     const int64_t r2 = dst->ne[2] / a->ne[2], r3 = dst->ne[3] / a->ne[3];
+    const int64_t rc = gc_mm_chunk_rows(N0, nth), n_rchunks = (N0 + rc - 1) / rc;
+    const int64_t n_ctiles = (N1 + GC_MM_CT - 1) / GC_MM_CT;
+    const int64_t n_work = n_rchunks * n_ctiles * dst->ne[2] * dst->ne[3];
     char *scr = (char *)(((uintptr_t)ctx->scratch[ith] + 63) & ~(uintptr_t)63);
     float *tmp = (float *)scr;
     char *act = scr + gc_mm_align((size_t)K * sizeof(float));
     const size_t abytes = gc_mm_act_bytes(t, K);
     gc_q32_idx ix;
     gc_qk_idx kix;
+    memset(&ix, 0, sizeof ix);
+    memset(&kix, 0, sizeof kix);
     if (kind == GC_MM_Q32) gc_q32_idx_make(t, &ix);
     if (kind == GC_MM_QK) gc_qk_idx_make(&kix);
     const int c_off = gc_q32_offset(t), c_q81 = t == GC_Q4_1 || t == GC_Q5_1;
     const int k_perm = t == GC_Q4_K || t == GC_Q5_K;
+    int *counter = ctx->work;
 
-    for (int64_t i3 = 0; i3 < dst->ne[3]; i3++)
-    for (int64_t i2 = 0; i2 < dst->ne[2]; i2++) {
-        const char *wbase = a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
-        for (int64_t c0 = 0; c0 < N1; c0 += GC_MM_CT) {
-            const int nct = (int)(N1 - c0 < GC_MM_CT ? N1 - c0 : GC_MM_CT);
-            const char *cols[GC_MM_CT];
-            /* prepare the tile's activation columns once */
+    const char *cols[GC_MM_CT];
+    int64_t tile = -1, c0 = 0, i2 = 0, i3 = 0;
+    int nct = 0;
+    for (int64_t w = ith; w < n_work;
+         w = counter ? nth + __atomic_fetch_add(&counter[0], 1, __ATOMIC_RELAXED) : w + nth) {
+        const int64_t wt = w / n_rchunks, r0 = (w % n_rchunks) * rc, r1 = r0 + rc < N0 ? r0 + rc : N0;
+        if (wt != tile) {              /* prepare the tile's activation columns once per thread */
+            tile = wt;
+            c0 = (wt % n_ctiles) * GC_MM_CT;
+            i2 = (wt / n_ctiles) % dst->ne[2];
+            i3 = wt / n_ctiles / dst->ne[2];
+            nct = (int)(N1 - c0 < GC_MM_CT ? N1 - c0 : GC_MM_CT);
             for (int c = 0; c < nct; c++) {
                 const float *x = gc_mm_col_f32(b, c0 + c, i2, i3, tmp);
                 char *o = act + (size_t)c * abytes;
@@ -902,86 +1011,14 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                 else if (x == tmp) memcpy(o, x, (size_t)K * sizeof(float));
                 else cols[c] = (const char *)x;
             }
-            if (kind == GC_MM_FLOAT) {
-                for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += GC_MM_KB) {
-                    const int64_t k1 = K - k0 < GC_MM_KB ? K : k0 + GC_MM_KB;
-                    for (int64_t r = r0; r < r1;) {
-                        const int nr = r1 - r >= 4 ? 4 : 1;
-                        const void *w[4];
-                        for (int i = 0; i < nr; i++) w[i] = wbase + (r + i) * a->nb[1];
-                        for (int c = 0; c < nct; c += 4) {
-                            const int nc = nct - c < 4 ? nct - c : 4;
-                            float out[16];
-                            const float *xc[4];
-                            for (int j = 0; j < nc; j++) xc[j] = (const float *)cols[c + j];
-                            gc_mm_fblock(t, nr, nc, w, xc, k0, k1, out);
-                            for (int i = 0; i < nr; i++)
-                                for (int j = 0; j < nc; j++)
-                                    gc_mm_store(dst, r + i, c0 + c + j, i2, i3, out[i * nc + j], k0 > 0);
-                        }
-                        r += nr;
-                    }
-                }
-                continue;
-            }
-            int64_t r = r0;
-#if defined(GC_MM_HAVE_Q32_2X4)
-            /* many columns (prefill): pairs of rows share the activation loads; few columns keep one
-             * weight stream (interleaved rows read from DRAM far slower than one sequential row) */
-            if (kind == GC_MM_Q32 && nct >= 8)
-                for (; r + 2 <= r1; r += 2) {
-                    const char *row0 = wbase + r * a->nb[1], *row1 = row0 + a->nb[1];
-                    int c = 0;
-                    for (; c + 4 <= nct; c += 4) {
-                        float o0[4], o1[4];
-                        const gc_act4 *xc[4];
-                        for (int j = 0; j < 4; j++) xc[j] = (const gc_act4 *)cols[c + j];
-                        gc_q32_rows2x4(t, row0, row1, K / 32, xc, o0, o1, &ix);
-                        for (int j = 0; j < 4; j++) {
-                            gc_mm_store(dst, r, c0 + c + j, i2, i3, o0[j], 0);
-                            gc_mm_store(dst, r + 1, c0 + c + j, i2, i3, o1[j], 0);
-                        }
-                    }
-                    for (; c < nct; c++)
-                        for (int i = 0; i < 2; i++) {
-                            float o;
-                            const gc_act4 *xc[1] = {(const gc_act4 *)cols[c]};
-                            gc_q32_rowk(t, 1, row0 + i * a->nb[1], K / 32, xc, &o, &ix);
-                            gc_mm_store(dst, r + i, c0 + c, i2, i3, o, 0);
-                        }
-                }
-#endif
-            for (; r < r1; r++) {
-                const char *row = wbase + r * a->nb[1];
-                for (int c = 0; c < nct; c += 4) {
-                    const int nc = nct - c < 4 ? nct - c : 4;
-                    float out[4];
-                    if (kind == GC_MM_QK) {
-                        const block_q8_K *yc[4];
-                        for (int j = 0; j < nc; j++) yc[j] = (const block_q8_K *)cols[c + j];
-                        gc_mm_row_qk(t, nc, row, K / 256, yc, out, &kix);
-                    } else {
-                        const gc_act4 *xc[4];
-                        for (int j = 0; j < nc; j++) xc[j] = (const gc_act4 *)cols[c + j];
-                        switch (t) {
-                        case GC_Q4_0: gc_mm_row_q4_0(nc, row, K / 32, xc, out, &ix); break;
-                        case GC_Q4_1: gc_mm_row_q4_1(nc, row, K / 32, xc, out, &ix); break;
-                        case GC_Q5_0: gc_mm_row_q5_0(nc, row, K / 32, xc, out, &ix); break;
-                        case GC_Q5_1: gc_mm_row_q5_1(nc, row, K / 32, xc, out, &ix); break;
-                        default: gc_mm_row_q8_0(nc, row, K / 32, xc, out, &ix); break;
-                        }
-                    }
-                    /* the row kernels write out[0..nc); gcc cannot always prove that through the nc switch
-                     * (-Wmaybe-uninitialized at -O3 when gc_op_mul_mat is compiled out of line). Zeroing
-                     * out[] instead cost 5-10% of LLaMA-shaped decode on an AVX2 EPYC (gcc 12), so the
-                     * warning is silenced for this one statement. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-                    for (int j = 0; j < nc; j++) gc_mm_store(dst, r, c0 + c + j, i2, i3, out[j], 0);
-#pragma GCC diagnostic pop
-                }
-            }
         }
+        const char *wbase = a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
+        gc_mm_tile_rows(dst, a, kind, t, K, wbase, cols, nct, c0, i2, i3, r0, r1, &ix, &kix);
+    }
+    /* the last thread out resets the counter for the next mul_mat (a barrier follows every step) */
+    if (counter && __atomic_add_fetch(&counter[1], 1, __ATOMIC_ACQ_REL) == nth) {
+        __atomic_store_n(&counter[0], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&counter[1], 0, __ATOMIC_RELEASE);
     }
 }
 
