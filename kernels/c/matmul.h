@@ -865,8 +865,8 @@ static inline void gc_mm_store(const gc_tensor *dst, int64_t i0, int64_t i1, int
  * that one chunk streams a long run of weight rows; even, so the 2-row GEMM kernel pairs rows alike in
  * every chunk (which thread computes a row never changes its result) */
 static inline int64_t gc_mm_chunk_rows(int64_t nrows, int nth) {
-    int64_t rc = nrows / (8 * (int64_t)nth);
-    rc = rc < 16 ? 16 : rc > 256 ? 256 : rc;
+    int64_t rc = nrows / (4 * (int64_t)nth);
+    rc = rc < 16 ? 16 : rc > 1024 ? 1024 : rc;
     return (rc + 1) & ~(int64_t)1;
 }
 
