@@ -56,6 +56,8 @@ INTRINSIC_ONLY = {"__AES__", "__PCLMUL__", "__VAES__", "__VPCLMULQDQ__", "__SHA_
                   "__RTM__", "__LWP__", "__CLDEMOTE__", "__AMX_TILE__", "__AMX_INT8__", "__AMX_BF16__"}
 QTYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
 FTYPES = ("f32", "f16", "bf16")
+ACT4 = 384          # sizeof(gc_act4): qs, bias, d, s (what the quantizers write: ACT4_QUANT bytes), bsum
+ACT4_QUANT = 320
 NMSE_Q = 1e-10      # quantized: same integer dots, f32 summation order differs
 NMSE_F = 1e-10      # float: f32 SIMD accumulation vs the oracle's float64
 
@@ -193,10 +195,12 @@ def _desc(arr: np.ndarray, type_id: int, ne0: int | None = None, nb0: int | None
     return t
 
 
-def run_c(lib, w: np.ndarray, wtype: str, K: int, x: np.ndarray, xtype: str, nth: int) -> np.ndarray:
-    """w: uint8 (A3, A2, N, >= row_bytes) raw rows (may be a view); x: (B3, B2, M, K) of xtype (any strides)."""
+def run_c(lib, w: np.ndarray, wtype: str, K: int, x: np.ndarray, xtype: str, nth: int,
+          type_id: int | None = None) -> np.ndarray:
+    """w: uint8 (A3, A2, N, >= row_bytes) raw rows (may be a view); x: (B3, B2, M, K) of xtype (any strides).
+    type_id: the weights' type in C when it is not wtype's (a re-laid-out q4_0: GC_Q4_0X8)."""
     t = get_type(wtype)
-    a = _desc(w, t.id, ne0=K, nb0=t.size)     # nb[0]: bytes per element or per block, as in ggml
+    a = _desc(w, t.id if type_id is None else type_id, ne0=K, nb0=t.size)  # nb[0]: bytes per element/block
     b = _desc(x, get_type(xtype).id)
     out = np.full((x.shape[0], x.shape[1], x.shape[2], w.shape[2]), np.nan, np.float32)
     d = _desc(out, 0)
@@ -304,6 +308,21 @@ def test_rows_columns_threads(lib, rng, wtype):
         check(lib, rng, wtype, K, 4 * M + 1 + (M % 2) * 6, M, nth=nth)
 
 
+@pytest.mark.parametrize("K,N,M,nth", [(32, 8, 1, 1), (96, 16, 1, 2), (160, 24, 3, 3), (256, 40, 9, 2),
+                                       (384, 64, 45, 3), (128, 8, 33, 1)])
+def test_q4_0_x8_relayout(lib, rng, K, N, M, nth):
+    """q4_0 weights re-laid out in 8-row groups (targets/c/repack.py, GC_Q4_0X8) give what the rows as
+    stored give: GEMV and GEMM column counts around the 4-column kernel, block counts that do not fill a
+    4-block activation group, uneven work chunks; and the type is refused where its shape does not fit."""
+    from targets.c.repack import GC_Q4_0X8, relayout_q4_0_x8
+    raw = random_weights(rng, "q4_0", N, K)
+    x = rng.standard_normal((1, 1, M, K), dtype=np.float32)
+    w = relayout_q4_0_x8(raw, N, K).reshape(1, 1, N, -1)
+    got = run_c(lib, w, "q4_0", K, x, "f32", nth, type_id=GC_Q4_0X8)
+    want = expected(raw.reshape(1, 1, N, -1), "q4_0", x)
+    assert np.all(np.isfinite(got)) and nmse(got, want) <= NMSE_Q, nmse(got, want)
+
+
 def _act_edge_cases(rng, n: int) -> np.ndarray:
     """n f32 values (n a multiple of 256) whose blocks hit every branch of the activation quantizers."""
     x = rng.standard_normal(n, dtype=np.float32) * np.float32(rng.choice([1e-3, 1.0, 30.0]))
@@ -334,9 +353,10 @@ def test_activation_quantizers(lib, rng, n):
             x[rng.integers(0, n, 2)] = np.inf
         ng = (n // 32 + 3) // 4
         for q81, c in ((0, 8), (0, 16), (0, 128), (1, 0)):
-            fast, ref = np.full(ng * 320, 0xAB, np.uint8), np.full(ng * 320, 0xCD, np.uint8)
+            fast, ref = np.full(ng * ACT4, 0xAB, np.uint8), np.full(ng * ACT4, 0xCD, np.uint8)
             lib.q32(x.ctypes.data, n, q81, c, fast.ctypes.data, ref.ctypes.data)
-            assert np.array_equal(fast, ref), f"q8_{q81} activations differ (c={c}, trial {trial})"
+            assert np.array_equal(fast.reshape(ng, ACT4)[:, :ACT4_QUANT], ref.reshape(ng, ACT4)[:, :ACT4_QUANT]), \
+                f"q8_{q81} activations differ (c={c}, trial {trial})"
         if n % 256 == 0:
             for perm in (0, 1):
                 fast, ref = np.full(n // 256 * 292, 0xAB, np.uint8), np.full(n // 256 * 292, 0xCD, np.uint8)
@@ -344,10 +364,10 @@ def test_activation_quantizers(lib, rng, n):
                 assert np.array_equal(fast, ref), f"q8_K activations differ (perm={perm}, trial {trial})"
     # and both match graphc's q8_0 / q8_K quantizers (ggml's x86 numerics) on finite data
     x = _act_edge_cases(rng, max(n, 256))[:n].copy()
-    fast, ref = np.zeros((n // 32 + 3) // 4 * 320, np.uint8), np.zeros((n // 32 + 3) // 4 * 320, np.uint8)
+    fast, ref = np.zeros((n // 32 + 3) // 4 * ACT4, np.uint8), np.zeros((n // 32 + 3) // 4 * ACT4, np.uint8)
     lib.q32(x.ctypes.data, n, 0, 128, fast.ctypes.data, ref.ctypes.data)
     exp = quants.quantize_activations(x[None], "q8_0", "x86").reshape(-1, 34)
-    g = fast.reshape(-1, 320)
+    g = fast.reshape(-1, ACT4)
     for b in range(n // 32):
         grp, j = g[b // 4], b % 4
         q = np.concatenate([grp[16 * j:16 * j + 16], grp[64 + 16 * j:64 + 16 * j + 16]]).view(np.int8)

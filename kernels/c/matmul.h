@@ -71,7 +71,9 @@ static inline size_t gc_scratch_mul_mat(const gc_tensor *dst, const gc_tensor *c
 static inline int gc_supports_mul_mat(const gc_tensor *dst, const gc_tensor *const *src, const void *params) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    const int32_t t = a->type;
+    if (a->type == GC_Q4_0X8 && (a->ne[1] % 8 || a->ne[2] != 1 || a->ne[3] != 1 || a->nb[1] != 18 * (a->ne[0] / 32)))
+        return 0;                                  /* 8-row groups of one 2-D matrix, rows packed */
+    const int32_t t = a->type == GC_Q4_0X8 ? GC_Q4_0 : a->type;
     if (gc_mm_kind(t) == GC_MM_NONE || dst->type != GC_F32) return 0;
     if (b->type != GC_F32 && b->type != GC_F16 && b->type != GC_BF16) return 0;
     if (a->nb[0] != gc_type_size(t) || a->ne[0] % gc_type_blck(t) != 0 || b->ne[0] != a->ne[0]) return 0;
@@ -835,6 +837,8 @@ static inline void gc_mm_row_qk(int32_t t, int nc, const char *row, int64_t nsb,
     for (int c = 0; c < nc; c++) out[c] = gc_dot_k_scalar(t, row, bsize, y[c], 0, nsb);
 }
 
+#include "matmul_x8.h"
+
 /* ================================================================================================
  * the op
  * ================================================================================================ */
@@ -861,13 +865,14 @@ static inline void gc_mm_store(const gc_tensor *dst, int64_t i0, int64_t i1, int
     *o = add ? *o + v : v;
 }
 
-/* rows per work chunk: small enough that threads finish together (>= 8 chunks per thread), large enough
- * that one chunk streams a long run of weight rows; even, so the 2-row GEMM kernel pairs rows alike in
- * every chunk (which thread computes a row never changes its result) */
+/* rows per work chunk: small enough that threads finish together (about 4 chunks per thread), large
+ * enough that one chunk streams a long run of weight rows; a multiple of 8, so 8-row groups (GC_Q4_0X8)
+ * stay whole and the 2-row GEMM kernel pairs rows alike in every chunk (which thread computes a row never
+ * changes its result) */
 static inline int64_t gc_mm_chunk_rows(int64_t nrows, int nth) {
     int64_t rc = nrows / (4 * (int64_t)nth);
     rc = rc < 16 ? 16 : rc > 1024 ? 1024 : rc;
-    return (rc + 1) & ~(int64_t)1;
+    return (rc + 7) & ~(int64_t)7;
 }
 
 /* dst rows [r0, r1) of one tile (slice i2, i3; columns c0 .. c0 + nct, prepared in cols[]) */
@@ -966,7 +971,8 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                    int ith, int nth) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    const int32_t t = a->type;
+    const int x8 = a->type == GC_Q4_0X8;         /* q4_0 in 8-row groups: activations as for q4_0 */
+    const int32_t t = x8 ? GC_Q4_0 : a->type;
     const int kind = gc_mm_kind(t);
     if (kind == GC_MM_NONE || a->ne[2] <= 0 || a->ne[3] <= 0) return;   /* gc_supports_mul_mat refuses these */
     const int64_t K = a->ne[0], N0 = dst->ne[0], N1 = dst->ne[1];
@@ -1004,7 +1010,10 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                 const float *x = gc_mm_col_f32(b, c0 + c, i2, i3, tmp);
                 char *o = act + (size_t)c * abytes;
                 cols[c] = o;
-                if (kind == GC_MM_Q32) gc_quantize_act_q32(x, K, c_q81, c_off, (gc_act4 *)o);
+                if (kind == GC_MM_Q32) {
+                    gc_quantize_act_q32(x, K, c_q81, c_off, (gc_act4 *)o);
+                    if (x8) gc_act4_bsums((gc_act4 *)o, K / 32);
+                }
                 else if (kind == GC_MM_QK) gc_quantize_act_q8_K(x, K, k_perm, (block_q8_K *)o);
                 else if (t == GC_F16) for (int64_t k = 0; k < K; k++) ((float *)o)[k] = gc_fp16_to_fp32(gc_fp32_to_fp16(x[k]));
                 else if (t == GC_BF16) for (int64_t k = 0; k < K; k++) ((float *)o)[k] = gc_bf16_to_fp32(gc_fp32_to_bf16(x[k]));
@@ -1013,7 +1022,8 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
             }
         }
         const char *wbase = a->data + (i2 / r2) * a->nb[2] + (i3 / r3) * a->nb[3];
-        gc_mm_tile_rows(dst, a, kind, t, K, wbase, cols, nct, c0, i2, i3, r0, r1, &ix, &kix);
+        if (x8) gc_x8_rows(dst, a, wbase, cols, nct, c0, i2, i3, r0, r1);
+        else gc_mm_tile_rows(dst, a, kind, t, K, wbase, cols, nct, c0, i2, i3, r0, r1, &ix, &kix);
     }
     /* the last thread out resets the counter for the next mul_mat (a barrier follows every step) */
     if (counter && __atomic_add_fetch(&counter[1], 1, __ATOMIC_ACQ_REL) == nth) {

@@ -34,7 +34,17 @@ typedef struct {
     int32_t bias[16];
     float d[16];
     float s[16];
+    int32_t bsum[16];        /* bsum[j] = the sum of block j's 4 bias lanes (gc_act4_bsums; j < 4) */
 } gc_act4;
+
+/* fill bsum of the groups of nb blocks (kernels that keep a lane per weight row need one bias per block) */
+static inline void gc_act4_bsums(gc_act4 *g, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        const int j = (int)(b % 4);
+        const int32_t *bi = g[b / 4].bias + 4 * j;
+        g[b / 4].bsum[j] = bi[0] + bi[1] + bi[2] + bi[3];
+    }
+}
 
 /* weight value offset c of the 32-element types (u = q + c is what the SIMD code multiplies) */
 static inline int gc_q32_offset(int32_t type) {

@@ -9,7 +9,8 @@ kernel use one temporary buffer. C gets the base pointers once (gc_create) and k
 Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), extra_cflags (()),
 sanitize (False: ASan+UBSan; loading needs libasan preloaded),
 state_buffers (None: {state name: uint8 buffer} shares state with another executable), serial_work
-(codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all).
+(codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all),
+repack (True: q4_0 matmul weights re-laid out in 8-row groups at load, targets/c/repack.py).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from graphc.program import Program, materialised, region_of, root_of, unfused
 from graphc.runtime import Memory, MemoryIO
 
 from . import build as cbuild
+from . import repack as crepack
 from .codegen import SERIAL_WORK, Generated, Unsupported, generate
 from .emit_lib import emit_lib   # the function (the submodule stays importable via importlib)
 
@@ -71,7 +73,7 @@ class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
                  state_buffers: "dict[str, np.ndarray] | None" = None,
-                 serial_work: int = SERIAL_WORK):
+                 serial_work: int = SERIAL_WORK, repack: bool = True):
         if n_threads is None:
             n_threads = os.cpu_count() or 1
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
@@ -85,7 +87,9 @@ class CExecutable(MemoryIO):
         self.n_threads = n_threads
         if isinstance(serial_work, bool) or not isinstance(serial_work, int) or serial_work < 0:
             raise CompileError(f"target c: serial_work must be an integer >= 0, got {serial_work!r}")
-        self.gen = generate(self.program, serial_work)   # Unsupported before any build
+        relaid = crepack.eligible(graph) if repack else []
+        self.gen = generate(self.program, serial_work,           # Unsupported before any build
+                            {id(t): crepack.GC_Q4_0X8 for t in relaid})
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags))
         self._lib = cbuild.load(self.built.path)
@@ -109,6 +113,8 @@ class CExecutable(MemoryIO):
                     raise CompileError(f"target c: tensor {n.name!r} has no valid place in the {plan.size}-byte arena")
                 self.mem.bind_external(n, self.arena[off:off + n.nbytes])
         self._bind_leaf_data()                                # weights: C reads file mappings in place
+        for t in relaid:                                      # ... or their re-laid-out copy
+            self.mem.bind_external(t, crepack.relaid(t))
         roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
         self._keep: list[Any] = []
         ptrs = []

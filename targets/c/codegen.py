@@ -58,8 +58,9 @@ def _indent(lines: list[str]) -> str:
 
 
 class CPrinter(CStyle):
-    def __init__(self, low: LoweredProgram, serial_work: int = SERIAL_WORK):
+    def __init__(self, low: LoweredProgram, serial_work: int = SERIAL_WORK, retype: "dict[int, int] | None" = None):
         self.low, self.serial_work = low, serial_work
+        self.retype = retype or {}       # id(tensor) -> the C type id it is stored as (targets/c/repack.py)
         self.params: list[str] = []
         self.scratch: list[str] = []
         self.checks: list[str] = []
@@ -129,7 +130,8 @@ class CPrinter(CStyle):
             parallel = True
         if serial:
             calls.append(_serial_group(serial))
-        table = [f"    {{NULL, {{{', '.join(map(str, a.t.ne))}}}, {{{', '.join(map(str, a.t.nb))}}}, {a.t.type.id}}}, "
+        table = [f"    {{NULL, {{{', '.join(map(str, a.t.ne))}}}, {{{', '.join(map(str, a.t.nb))}}}, "
+                 f"{self.retype.get(id(a.t), a.t.type.id)}}}, "
                  f"/* {_c_comment(a.t.name)} */" for a in low.args]
         bufs = ", ".join(str(low.buffers.index(a.buf)) for a in low.args) or "0"
         offs = ", ".join(str(a.offset) for a in low.args) or "0"
@@ -146,10 +148,12 @@ def _template():
     return env.get_template("program.c.j2")
 
 
-def print_program(low: LoweredProgram, serial_work: int = SERIAL_WORK) -> Generated:
-    return CPrinter(low, serial_work).program()
+def print_program(low: LoweredProgram, serial_work: int = SERIAL_WORK,
+                  retype: "dict[int, int] | None" = None) -> Generated:
+    return CPrinter(low, serial_work, retype).program()
 
 
-def generate(program: Program, serial_work: int = SERIAL_WORK) -> Generated:
-    """Lower a memory-planned Program for the C target and print it; Unsupported before any build."""
-    return print_program(lower(program, C_LIBRARY), serial_work)
+def generate(program: Program, serial_work: int = SERIAL_WORK, retype: "dict[int, int] | None" = None) -> Generated:
+    """Lower a memory-planned Program for the C target and print it; Unsupported before any build.
+    retype: {id(tensor): C type id} for tensors stored in another layout than their type's."""
+    return print_program(lower(program, C_LIBRARY), serial_work, retype)

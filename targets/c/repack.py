@@ -1,0 +1,143 @@
+"""Weights re-laid out once at load for the C target's matmul kernels (ggml's REPACK idea).
+
+q4_0 matrices whose only use is as mul_mat's weights are stored 8 rows at a time (kernels/c/matmul_x8.h
+has the layout and why): the kernels then keep one vector lane per weight row, so a block's integer dot,
+its int->float conversion and its scaling are done once per 8 rows instead of once per row. The bytes
+per row stay the same; the tensor's type in the generated code becomes GC_Q4_0X8.
+
+The re-laid-out copy of a weight is made once per process and shared by every module that uses the same
+bytes (a model's decode and prefill graphs), and is kept in the compile cache as a file that later
+processes map instead of re-laying out: its name is the sha256 of the layout version, the source file's
+path, size and modification time and the tensor's offset in it (cheap to know), or, for weights that are
+not file mappings, of the bytes themselves. The cached file is checked against its size and a sha256 of
+its bytes written next to it; a mismatch rebuilds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphc.ir import Flag, Graph, Tensor
+from graphc.util import cache_dir
+
+LAYOUT_VERSION = 1
+GC_Q4_0X8 = 200                 # kernels/c/graphc.h
+Q4_0_BLOCK = 18                 # bytes per 32 elements
+
+
+def eligible(graph: Graph) -> list[Tensor]:
+    """Weight leafs to store as GC_Q4_0X8: q4_0, 2-D with rows in groups of 8, packed rows, data bound,
+    and read by nothing but mul_mat as its weights (src0) without a view in between."""
+    uses: dict[int, list[tuple[Tensor, int]]] = {}
+    for n in graph.nodes:
+        for i, s in enumerate(n.src):
+            if s is not None:
+                uses.setdefault(id(s), []).append((n, i))
+    outputs = {id(t) for t in graph.outputs}
+    out = []
+    for t in graph.leafs:
+        if t.type.name != "q4_0" or t.data is None or t.is_view or t.flags & (Flag.INPUT | Flag.STATE | Flag.OUTPUT):
+            continue
+        if t.ne[1] % 8 or t.ne[2] != 1 or t.ne[3] != 1 or t.ne[0] % 32:
+            continue
+        if t.nb[1] != Q4_0_BLOCK * (t.ne[0] // 32) or id(t) in outputs:
+            continue
+        u = uses.get(id(t), [])
+        if u and all(n.op == "mul_mat" and i == 0 for n, i in u):
+            out.append(t)
+    return out
+
+
+def relayout_q4_0_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
+    """q4_0 rows (n_rows x k elements, packed bytes) -> the 8-row-group layout of matmul_x8.h."""
+    nb = k // 32
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(n_rows // 8, 8, nb, Q4_0_BLOCK)
+    out = np.empty((n_rows // 8, nb, 8 * Q4_0_BLOCK), dtype=np.uint8)
+    out[:, :, :16] = blocks[:, :, :, :2].transpose(0, 2, 1, 3).reshape(n_rows // 8, nb, 16)
+    qs = blocks[:, :, :, 2:].reshape(n_rows // 8, 8, nb, 4, 4)           # [g, r, b, chunk i, byte]
+    out[:, :, 16:] = qs.transpose(0, 2, 3, 1, 4).reshape(n_rows // 8, nb, 128)
+    return out.reshape(-1)
+
+
+_lock = threading.Lock()
+_made: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+
+
+class _Relaid(np.ndarray):
+    """An ndarray subclass only so that the process-wide table can hold it weakly."""
+
+
+def relaid(t: Tensor) -> np.ndarray:
+    """The GC_Q4_0X8 bytes of weight t (read-only), made or found once per process and cache."""
+    key = _key(t)
+    with _lock:
+        arr = _made.get(key)
+        if arr is None:
+            arr = _load_or_make(t, key).view(_Relaid)
+            arr.flags.writeable = False
+            _made[key] = arr
+    return arr
+
+
+def _source_bytes(t: Tensor) -> np.ndarray:
+    return np.asarray(t.data).reshape(-1).view(np.uint8)
+
+
+def _key(t: Tensor) -> str:
+    h = hashlib.sha256(f"graphc-relayout-q4_0x8-v{LAYOUT_VERSION}:{t.ne[0]}x{t.ne[1]}\0".encode())
+    src = _file_of(t)
+    if src is not None:
+        path, offset = src
+        st = os.stat(path)
+        h.update(f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{offset}".encode())
+    else:
+        h.update(memoryview(np.ascontiguousarray(_source_bytes(t))))
+    return h.hexdigest()
+
+
+def _file_of(t: Tensor) -> "tuple[str, int] | None":
+    """(path, byte offset) when t's data is a read-only mapping of a file (np.memmap), else None."""
+    data = t.data
+    if not isinstance(data, np.ndarray):
+        return None
+    base = data
+    while isinstance(base.base, np.ndarray):      # slices of a memmap are memmaps too: go to the root
+        base = base.base
+    if isinstance(base, np.memmap) and getattr(base, "filename", None) and not data.flags.writeable:
+        start = np.asarray(data).__array_interface__["data"][0]
+        origin = base.__array_interface__["data"][0] - base.offset
+        return str(base.filename), int(start - origin)
+    return None
+
+
+def _load_or_make(t: Tensor, key: str) -> np.ndarray:
+    nbytes = t.ne[1] * t.nb[1]
+    d = cache_dir()
+    path = None if d is None else Path(d) / "weights" / f"{key}.q4_0x8"
+    if path is not None and path.is_file() and path.stat().st_size == nbytes:
+        digest = path.with_suffix(".sha256")
+        m = np.memmap(path, dtype=np.uint8, mode="r")
+        if digest.is_file() and digest.read_text().strip() == hashlib.sha256(memoryview(m)).hexdigest():
+            return m
+    arr = relayout_q4_0_x8(_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, part = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(memoryview(arr))
+            digest_part = part + ".sha256"
+            Path(digest_part).write_text(hashlib.sha256(memoryview(arr)).hexdigest() + "\n")
+            os.replace(digest_part, path.with_suffix(".sha256"))
+            os.replace(part, path)
+            return np.memmap(path, dtype=np.uint8, mode="r")
+        except OSError:
+            pass                     # a read-only or full cache: the copy in memory still works
+    return arr
