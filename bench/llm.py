@@ -32,13 +32,13 @@ PREFILL_NOTE = ("Known differences: graphc's prefill graph computes logits for a
                 "shows how much of it is the quantized kernels.")
 
 
-def model_file(n_layer: int) -> Path:
+def model_file(n_layer: int, wtype: str = "q4_0") -> Path:
     from graphc.models.testing import make_tiny_gguf
     CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"llama-shaped-{n_layer}L-q4_0.gguf"
+    path = CACHE / f"llama-shaped-{n_layer}L-{wtype}.gguf"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        make_tiny_gguf(tmp, arch="llama", wtype="q4_0", seed=1, n_layer=n_layer, **SHAPE)
+        make_tiny_gguf(tmp, arch="llama", wtype=wtype, seed=1, n_layer=n_layer, **SHAPE)
         os.replace(tmp, path)
     return path
 
@@ -76,19 +76,24 @@ def run_llama_cpp(path: Path, n_threads: int, prompt: list[int], repeat: int) ->
     return N_PROMPT / _median(pre[1:]), 1.0 / _median(dec[1:])
 
 
-def run_graphc(path: Path, n_threads: int, prompt: list[int], repeat: int, target: str = "c") -> tuple[float, float]:
+def run_graphc(path: Path, n_threads: int, prompt: list[int], repeat: int, target: str = "c",
+               march: str = "native") -> tuple[float, float]:
+    """graphc's prefill and decode tokens/s; like llama.cpp above, only the last position's logits (what
+    generate() asks for)."""
     import graphc.models
-    m = graphc.models.load(path, target=target, n_ctx=N_CTX, n_batch=N_PROMPT, n_threads=n_threads)
+    opts = {"march": march} if target == "c" else {}
+    m = graphc.models.load(path, target=target, n_ctx=N_CTX, n_batch=N_PROMPT, n_threads=n_threads, **opts)
+    m.prepare(len(prompt), N_DECODE)
     pre, dec = [], []
     for _ in range(repeat + 1):
         m.reset_state()
         t0 = time.perf_counter()
-        last = m.logits(prompt)[-1]
+        last = m.logits(prompt, all_positions=False)[-1]
         pre.append(time.perf_counter() - t0)
         tok = int(np.argmax(last))
         t0 = time.perf_counter()
         for _ in range(N_DECODE):
-            tok = int(np.argmax(m.logits([tok])[-1]))
+            tok = int(np.argmax(m.logits([tok], all_positions=False)[-1]))
         dec.append((time.perf_counter() - t0) / N_DECODE)
     return N_PROMPT / _median(pre[1:]), 1.0 / _median(dec[1:])
 

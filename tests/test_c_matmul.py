@@ -196,11 +196,14 @@ def _desc(arr: np.ndarray, type_id: int, ne0: int | None = None, nb0: int | None
 
 
 def run_c(lib, w: np.ndarray, wtype: str, K: int, x: np.ndarray, xtype: str, nth: int,
-          type_id: int | None = None) -> np.ndarray:
+          type_id: int | None = None, row_bytes: int | None = None) -> np.ndarray:
     """w: uint8 (A3, A2, N, >= row_bytes) raw rows (may be a view); x: (B3, B2, M, K) of xtype (any strides).
-    type_id: the weights' type in C when it is not wtype's (a re-laid-out q4_0: GC_Q4_0X8)."""
+    type_id: the weights' type in C when it is not wtype's (re-laid-out weights: GC_Q4_0X8, GC_Q4_KX8);
+    row_bytes: their row stride in the type's own layout (what nb[1] says) when w's rows are not that."""
     t = get_type(wtype)
     a = _desc(w, t.id if type_id is None else type_id, ne0=K, nb0=t.size)  # nb[0]: bytes per element/block
+    if row_bytes is not None:
+        a.nb[1] = row_bytes
     b = _desc(x, get_type(xtype).id)
     out = np.full((x.shape[0], x.shape[1], x.shape[2], w.shape[2]), np.nan, np.float32)
     d = _desc(out, 0)
@@ -320,6 +323,19 @@ def test_q4_0_x8_relayout(lib, rng, K, N, M, nth):
     w = relayout_q4_0_x8(raw, N, K).reshape(1, 1, N, -1)
     got = run_c(lib, w, "q4_0", K, x, "f32", nth, type_id=GC_Q4_0X8)
     want = expected(raw.reshape(1, 1, N, -1), "q4_0", x)
+    assert np.all(np.isfinite(got)) and nmse(got, want) <= NMSE_Q, nmse(got, want)
+
+
+@pytest.mark.parametrize("K,N,M,nth", [(256, 8, 1, 1), (512, 16, 1, 2), (256, 24, 3, 3), (768, 40, 9, 2),
+                                       (256, 16, 45, 3)])
+def test_q4_K_x8_relayout(lib, rng, K, N, M, nth):
+    """q4_K weights in 8-row groups (GC_Q4_KX8: scales unpacked to bytes) give what the rows as stored give."""
+    from targets.c.repack import GC_Q4_KX8, relayout_q4_K_x8
+    raw = random_weights(rng, "q4_K", N, K)
+    x = rng.standard_normal((1, 1, M, K), dtype=np.float32)
+    w = relayout_q4_K_x8(raw, N, K).reshape(1, 1, N, -1)
+    got = run_c(lib, w, "q4_K", K, x, "f32", nth, type_id=GC_Q4_KX8, row_bytes=get_type("q4_K").row_bytes(K))
+    want = expected(raw.reshape(1, 1, N, -1), "q4_K", x)
     assert np.all(np.isfinite(got)) and nmse(got, want) <= NMSE_Q, nmse(got, want)
 
 

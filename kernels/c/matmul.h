@@ -71,9 +71,10 @@ static inline size_t gc_scratch_mul_mat(const gc_tensor *dst, const gc_tensor *c
 static inline int gc_supports_mul_mat(const gc_tensor *dst, const gc_tensor *const *src, const void *params) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    if (a->type == GC_Q4_0X8 && (a->ne[1] % 8 || a->ne[2] != 1 || a->ne[3] != 1 || a->nb[1] != 18 * (a->ne[0] / 32)))
+    const int32_t t = a->type == GC_Q4_0X8 ? GC_Q4_0 : a->type == GC_Q4_KX8 ? GC_Q4_K : a->type;
+    if (t != a->type && (a->ne[1] % 8 || a->ne[2] != 1 || a->ne[3] != 1 ||
+                         a->nb[1] != gc_type_size(t) * (a->ne[0] / gc_type_blck(t))))
         return 0;                                  /* 8-row groups of one 2-D matrix, rows packed */
-    const int32_t t = a->type == GC_Q4_0X8 ? GC_Q4_0 : a->type;
     if (gc_mm_kind(t) == GC_MM_NONE || dst->type != GC_F32) return 0;
     if (b->type != GC_F32 && b->type != GC_F16 && b->type != GC_BF16) return 0;
     if (a->nb[0] != gc_type_size(t) || a->ne[0] % gc_type_blck(t) != 0 || b->ne[0] != a->ne[0]) return 0;
@@ -971,8 +972,8 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                    int ith, int nth) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    const int x8 = a->type == GC_Q4_0X8;         /* q4_0 in 8-row groups: activations as for q4_0 */
-    const int32_t t = x8 ? GC_Q4_0 : a->type;
+    const int x8 = a->type == GC_Q4_0X8 || a->type == GC_Q4_KX8;   /* 8-row groups: activations as for */
+    const int32_t t = a->type == GC_Q4_0X8 ? GC_Q4_0 : a->type == GC_Q4_KX8 ? GC_Q4_K : a->type;  /* the type */
     const int kind = gc_mm_kind(t);
     if (kind == GC_MM_NONE || a->ne[2] <= 0 || a->ne[3] <= 0) return;   /* gc_supports_mul_mat refuses these */
     const int64_t K = a->ne[0], N0 = dst->ne[0], N1 = dst->ne[1];
@@ -991,7 +992,7 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
     if (kind == GC_MM_Q32) gc_q32_idx_make(t, &ix);
     if (kind == GC_MM_QK) gc_qk_idx_make(&kix);
     const int c_off = gc_q32_offset(t), c_q81 = t == GC_Q4_1 || t == GC_Q5_1;
-    const int k_perm = t == GC_Q4_K || t == GC_Q5_K;
+    const int k_perm = (t == GC_Q4_K || t == GC_Q5_K) && !x8;     /* x8 kernels read element order */
     int *counter = ctx->work;
 
     const char *cols[GC_MM_CT];

@@ -1,4 +1,5 @@
-/* q4_0 weights re-laid out 8 rows at a time (type GC_Q4_0X8; targets/c/repack.py writes it at load),
+/* q4_0 and q4_K weights re-laid out 8 rows at a time (types GC_Q4_0X8, GC_Q4_KX8; targets/c/repack.py
+ * writes them at load),
  * the layout ggml's CPU REPACK path uses for the same reason: a vector lane per weight row.
  *
  * Layout: rows 8g .. 8g+7 are one group, stored where those 8 rows were (8 x the q4_0 row bytes); block
@@ -113,18 +114,144 @@ GC_MM_INLINE void gc_x8_q4_0_k(const int NC, const char *grp, int64_t nb, const 
 }
 #endif
 
+/* ------------------------------------------------------------------------------------------------
+ * q4_K in 8-row groups (GC_Q4_KX8). Super-block s of a group is 1184 bytes at s * 1184: the 8 rows'
+ * f16 d (16 bytes) and dmin (16), the 6-bit sub-block scales unpacked to bytes sc[sb][r] (64), the mins
+ * as byte pairs mn[p][r][2] = (min of sub-block 2p, of 2p+1) of row r (64), then 32 chunks of 32 bytes:
+ * chunk 8c + i holds for row r (bytes 4r..4r+3) the quant bytes 32c + 4i .. +3 of that row's super-block
+ * (low nibbles: elements 64c + 4i.., sub-block 2c; high nibbles: 64c + 32 + 4i.., sub-block 2c + 1).
+ * The activations are q8_K in element order. Per row: d dx sum_sb sc[sb] dot_sb - dmin dx sum_sb mn[sb]
+ * (sum of the sub-block's activations), in integers up to the two products (ggml's order of terms).
+ * Unpacked scales make a group 1184 bytes instead of 1152 (2.8% more to read); they save the 6-bit
+ * unpacking per row and super-block, which is what limited the row-at-a-time kernel.
+ * ------------------------------------------------------------------------------------------------ */
+#define GC_X8K_BLOCK 1184
+
+#if defined(GC_MM_AVX512) || defined(GC_MM_AVX2)
+/* 16 x int16 (row r: lanes 2r, 2r+1) = the 8 bytes v[r] each twice */
+static inline __m256i gc_x8_dup16(const uint8_t *v) {
+    const __m128i b = _mm_loadl_epi64((const __m128i *)v);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));
+}
+
+GC_MM_INLINE void gc_x8_q4_K_k(const int NC, const char *grp, int64_t nsb, const block_q8_K *const *y, float *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[GC_X8_NC];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *blk = (const uint8_t *)grp + s * GC_X8K_BLOCK;
+        const uint8_t *qs = blk + 160;
+        __m256i isum[GC_X8_NC], imin[GC_X8_NC];
+        for (int c = 0; c < NC; c++) {
+            const block_q8_K *a = y[c] + s;
+            /* sub-block sums of the activations as int16 pairs (2p, 2p+1) for the mins */
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)a->bsums);
+            const __m128i s8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            int32_t pr[4];
+            _mm_storeu_si128((__m128i *)pr, s8);
+            __m256i mn = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 96))),
+                                           _mm256_set1_epi32(pr[0]));
+            for (int p = 1; p < 4; p++)
+                mn = _mm256_add_epi32(mn, _mm256_madd_epi16(
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + 96 + 16 * p))), _mm256_set1_epi32(pr[p])));
+            imin[c] = mn;
+            isum[c] = _mm256_setzero_si256();
+        }
+        for (int ch = 0; ch < 4; ch++) {
+            _mm_prefetch((const char *)qs + 256 * ch + GC_MM_PF, _MM_HINT_T0);
+            _mm_prefetch((const char *)qs + 256 * ch + GC_MM_PF + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)qs + 256 * ch + GC_MM_PF + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)qs + 256 * ch + GC_MM_PF + 192, _MM_HINT_T0);
+            for (int h = 0; h < 2; h++) {                 /* sub-block 2 ch + h */
+                const int sb = 2 * ch + h;
+                __m256i w[8];
+                for (int i = 0; i < 8; i++) {
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 256 * ch + 32 * i));
+                    w[i] = _mm256_and_si256(h ? _mm256_srli_epi16(q, 4) : q, m4);
+                }
+#if defined(GC_MM_AVX512)
+                const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 32 + 8 * sb)));
+#else
+                const __m256i sc = gc_x8_dup16(blk + 32 + 8 * sb);
+#endif
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *x = y[c][s].qs + 32 * sb;
+#if defined(GC_MM_AVX512)
+                    __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[0], gc_x8_bcast(x));
+                    for (int i = 1; i < 8; i++) p = _mm256_dpbusd_epi32(p, w[i], gc_x8_bcast(x + 4 * i));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(p, sc));
+#else
+                    __m256i p = _mm256_maddubs_epi16(w[0], gc_x8_bcast(x));
+                    for (int i = 1; i < 8; i++) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[i], gc_x8_bcast(x + 4 * i)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc));
+#endif
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16)));
+        for (int c = 0; c < NC; c++) {
+            const __m256 dx = _mm256_set1_ps(y[c][s].d);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, dx), acc[c]);
+            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin[c]), _mm256_mul_ps(dmin, dx), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+
+#else
+GC_MM_INLINE void gc_x8_q4_K_k(const int NC, const char *grp, int64_t nsb, const block_q8_K *const *y, float *out) {
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < 8; r++) {
+            float sum = 0.0f;
+            for (int64_t s = 0; s < nsb; s++) {
+                const uint8_t *blk = (const uint8_t *)grp + s * GC_X8K_BLOCK;
+                const block_q8_K *a = y[c] + s;
+                gc_half hd, hm;
+                memcpy(&hd, blk + 2 * r, 2);
+                memcpy(&hm, blk + 16 + 2 * r, 2);
+                int isum = 0, imin = 0;
+                for (int sb = 0; sb < 8; sb++) {
+                    int dot = 0;
+                    for (int i = 0; i < 8; i++)
+                        for (int k = 0; k < 4; k++) {
+                            const uint8_t q = blk[160 + 256 * (sb / 2) + 32 * i + 4 * r + k];
+                            dot += ((sb & 1) ? q >> 4 : q & 15) * a->qs[32 * sb + 4 * i + k];
+                        }
+                    isum += blk[32 + 8 * sb + r] * dot;
+                    imin += blk[96 + 16 * (sb / 2) + 2 * r + (sb & 1)] *
+                            (a->bsums[2 * sb] + a->bsums[2 * sb + 1]);
+                }
+                sum += (float)isum * (gc_fp16_to_fp32(hd) * a->d) - (float)imin * (gc_fp16_to_fp32(hm) * a->d);
+            }
+            out[8 * c + r] = sum;
+        }
+}
+#endif
+
 /* rows [r0, r1) (multiples of 8) of dst for the nct prepared columns cols[] of one tile */
 static inline void gc_x8_rows(const gc_tensor *dst, const gc_tensor *a, const char *wbase, const char *const *cols,
                               int nct, int64_t c0, int64_t i2, int64_t i3, int64_t r0, int64_t r1) {
     const int64_t nb = a->ne[0] / 32;
+    const int kq = a->type == GC_Q4_KX8;
+    const int64_t group_bytes = kq ? nb / 8 * GC_X8K_BLOCK : 8 * a->nb[1];
     for (int64_t r = r0; r < r1; r += 8) {
-        const char *grp = wbase + r * a->nb[1];
+        const char *grp = wbase + r / 8 * group_bytes;
         for (int c = 0; c < nct; c += GC_X8_NC) {
             const int nc = nct - c < GC_X8_NC ? nct - c : GC_X8_NC;
             float out[8 * GC_X8_NC];
             const gc_act4 *xc[GC_X8_NC];
             for (int j = 0; j < nc; j++) xc[j] = (const gc_act4 *)cols[c + j];
-            switch (nc) {              /* constant column counts: the accumulators stay in registers */
+            const block_q8_K *yc[GC_X8_NC];
+            for (int j = 0; j < nc; j++) yc[j] = (const block_q8_K *)cols[c + j];
+            if (kq) switch (nc) {      /* constant column counts: the accumulators stay in registers */
+            case 1: gc_x8_q4_K_k(1, grp, nb / 8, yc, out); break;
+#if GC_X8_NC >= 4
+            case 2: gc_x8_q4_K_k(2, grp, nb / 8, yc, out); break;
+            case 3: gc_x8_q4_K_k(3, grp, nb / 8, yc, out); break;
+            default: gc_x8_q4_K_k(4, grp, nb / 8, yc, out); break;
+#endif
+            } else switch (nc) {
             case 1: gc_x8_q4_0_k(1, grp, nb, xc, out); break;
 #if GC_X8_NC >= 4
             case 2: gc_x8_q4_0_k(2, grp, nb, xc, out); break;

@@ -10,7 +10,7 @@ Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), ex
 sanitize (False: ASan+UBSan; loading needs libasan preloaded),
 state_buffers (None: {state name: uint8 buffer} shares state with another executable), serial_work
 (codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all),
-repack (True: q4_0 matmul weights re-laid out in 8-row groups at load, targets/c/repack.py).
+repack (True: q4_0 / q4_K matmul weights re-laid out in 8-row groups at load, targets/c/repack.py).
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ class CExecutable(MemoryIO):
             raise CompileError(f"target c: serial_work must be an integer >= 0, got {serial_work!r}")
         relaid = crepack.eligible(graph) if repack else []
         self.gen = generate(self.program, serial_work,           # Unsupported before any build
-                            {id(t): crepack.GC_Q4_0X8 for t in relaid})
+                            {id(t): crepack.C_TYPE[t.type.name] for t in relaid})
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags))
         self._lib = cbuild.load(self.built.path)
@@ -114,7 +114,7 @@ class CExecutable(MemoryIO):
                 self.mem.bind_external(n, self.arena[off:off + n.nbytes])
         self._bind_leaf_data()                                # weights: C reads file mappings in place
         for t in relaid:                                      # ... or their re-laid-out copy
-            self.mem.bind_external(t, crepack.relaid(t))
+            self.mem.bind_external(t, crepack.relaid(t), crepack.relaid_nbytes(t))
         roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
         self._keep: list[Any] = []
         ptrs = []

@@ -1,9 +1,10 @@
 """Weights re-laid out once at load for the C target's matmul kernels (ggml's REPACK idea).
 
-q4_0 matrices whose only use is as mul_mat's weights are stored 8 rows at a time (kernels/c/matmul_x8.h
-has the layout and why): the kernels then keep one vector lane per weight row, so a block's integer dot,
-its int->float conversion and its scaling are done once per 8 rows instead of once per row. The bytes
-per row stay the same; the tensor's type in the generated code becomes GC_Q4_0X8.
+q4_0 and q4_K matrices whose only use is as mul_mat's weights are stored 8 rows at a time
+(kernels/c/matmul_x8.h has the layouts and why): the kernels then keep one vector lane per weight row,
+so a block's integer dot, its int->float conversion and its scaling are done once per 8 rows instead of
+once per row. q4_0 keeps its bytes per row, q4_K grows 2.8% (unpacked sub-block scales); the tensor's
+type in the generated code becomes GC_Q4_0X8 / GC_Q4_KX8.
 
 The re-laid-out copy of a weight is made once per process and shared by every module that uses the same
 bytes (a model's decode and prefill graphs), and is kept in the compile cache as a file that later
@@ -29,12 +30,16 @@ from graphc.util import cache_dir
 
 LAYOUT_VERSION = 1
 GC_Q4_0X8 = 200                 # kernels/c/graphc.h
+GC_Q4_KX8 = 201
 Q4_0_BLOCK = 18                 # bytes per 32 elements
+Q4_K_BLOCK = 144                # bytes per 256 elements
+Q4_KX8_BLOCK = 1184             # bytes per 8 rows x 256 elements (matmul_x8.h: scales unpacked to bytes)
+C_TYPE = {"q4_0": GC_Q4_0X8, "q4_K": GC_Q4_KX8}       # graphc type -> the C type of its 8-row layout
 
 
 def eligible(graph: Graph) -> list[Tensor]:
-    """Weight leafs to store as GC_Q4_0X8: q4_0, 2-D with rows in groups of 8, packed rows, data bound,
-    and read by nothing but mul_mat as its weights (src0) without a view in between."""
+    """Weight leafs to store in 8-row groups: q4_0 or q4_K, 2-D with rows in groups of 8, packed rows,
+    data bound, and read by nothing but mul_mat as its weights (src0) without a view in between."""
     uses: dict[int, list[tuple[Tensor, int]]] = {}
     for n in graph.nodes:
         for i, s in enumerate(n.src):
@@ -43,11 +48,11 @@ def eligible(graph: Graph) -> list[Tensor]:
     outputs = {id(t) for t in graph.outputs}
     out = []
     for t in graph.leafs:
-        if t.type.name != "q4_0" or t.data is None or t.is_view or t.flags & (Flag.INPUT | Flag.STATE | Flag.OUTPUT):
+        if t.type.name not in C_TYPE or t.data is None or t.is_view or t.flags & (Flag.INPUT | Flag.STATE):
             continue
-        if t.ne[1] % 8 or t.ne[2] != 1 or t.ne[3] != 1 or t.ne[0] % 32:
+        if t.ne[1] % 8 or t.ne[2] != 1 or t.ne[3] != 1 or t.ne[0] % t.type.blck:
             continue
-        if t.nb[1] != Q4_0_BLOCK * (t.ne[0] // 32) or id(t) in outputs:
+        if t.nb[1] != t.type.size * (t.ne[0] // t.type.blck) or id(t) in outputs:
             continue
         u = uses.get(id(t), [])
         if u and all(n.op == "mul_mat" and i == 0 for n, i in u):
@@ -64,6 +69,32 @@ def relayout_q4_0_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
     qs = blocks[:, :, :, 2:].reshape(n_rows // 8, 8, nb, 4, 4)           # [g, r, b, chunk i, byte]
     out[:, :, 16:] = qs.transpose(0, 2, 3, 1, 4).reshape(n_rows // 8, nb, 128)
     return out.reshape(-1)
+
+
+def relayout_q4_K_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
+    """q4_K rows (n_rows x k elements, packed bytes) -> the 8-row-group layout of matmul_x8.h."""
+    from graphc.quants import _k4_scales
+    ns, g = k // 256, n_rows // 8
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(g, 8, ns, Q4_K_BLOCK)
+    out = np.empty((g, ns, Q4_KX8_BLOCK), dtype=np.uint8)
+    by_block = blocks.transpose(0, 2, 1, 3)                                   # [g, s, r, 144]
+    out[:, :, 0:16] = by_block[:, :, :, 0:2].reshape(g, ns, 16)               # d
+    out[:, :, 16:32] = by_block[:, :, :, 2:4].reshape(g, ns, 16)              # dmin
+    sc, mn = _k4_scales(np.ascontiguousarray(by_block[:, :, :, 4:16]).reshape(-1, 12))
+    sc = sc.reshape(g, ns, 8, 8).astype(np.uint8)                             # [g, s, r, sb]
+    mn = mn.reshape(g, ns, 8, 4, 2).astype(np.uint8)                          # [g, s, r, p, 2]
+    out[:, :, 32:96] = sc.transpose(0, 1, 3, 2).reshape(g, ns, 64)            # sc[sb][r]
+    out[:, :, 96:160] = mn.transpose(0, 1, 3, 2, 4).reshape(g, ns, 64)        # mn[p][r][2]
+    qs = by_block[:, :, :, 16:].reshape(g, ns, 8, 4, 8, 4)                    # [g, s, r, ch, i, byte]
+    out[:, :, 160:] = qs.transpose(0, 1, 3, 4, 2, 5).reshape(g, ns, 1024)
+    return out.reshape(-1)
+
+
+def relaid_nbytes(t: Tensor) -> int:
+    """Bytes of t in its 8-row layout."""
+    if t.type.name == "q4_K":
+        return (t.ne[1] // 8) * (t.ne[0] // 256) * Q4_KX8_BLOCK
+    return t.ne[1] * t.nb[1]
 
 
 _lock = threading.Lock()
@@ -91,7 +122,7 @@ def _source_bytes(t: Tensor) -> np.ndarray:
 
 
 def _key(t: Tensor) -> str:
-    h = hashlib.sha256(f"graphc-relayout-q4_0x8-v{LAYOUT_VERSION}:{t.ne[0]}x{t.ne[1]}\0".encode())
+    h = hashlib.sha256(f"graphc-relayout-{t.type.name}x8-v{LAYOUT_VERSION}:{t.ne[0]}x{t.ne[1]}\0".encode())
     src = _file_of(t)
     if src is not None:
         path, offset = src
@@ -120,13 +151,14 @@ def _file_of(t: Tensor) -> "tuple[str, int] | None":
 def _load_or_make(t: Tensor, key: str) -> np.ndarray:
     nbytes = t.ne[1] * t.nb[1]
     d = cache_dir()
-    path = None if d is None else Path(d) / "weights" / f"{key}.q4_0x8"
-    if path is not None and path.is_file() and path.stat().st_size == nbytes:
+    path = None if d is None else Path(d) / "weights" / f"{key}.{t.type.name}x8"
+    if path is not None and path.is_file() and path.stat().st_size == relaid_nbytes(t):
         digest = path.with_suffix(".sha256")
         m = np.memmap(path, dtype=np.uint8, mode="r")
         if digest.is_file() and digest.read_text().strip() == hashlib.sha256(memoryview(m)).hexdigest():
             return m
-    arr = relayout_q4_0_x8(_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
+    relayout = relayout_q4_K_x8 if t.type.name == "q4_K" else relayout_q4_0_x8
+    arr = relayout(_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
