@@ -81,8 +81,13 @@ def tensor(ptr: int, type_id: int, ne: tuple, nb0: int, row_bytes: int) -> GcTen
 _LIB = None
 
 
+def march() -> str:
+    """The -march graphc's kernels are built for here: GRAPHC_BENCH_MARCH (bench/isa.py sets it per ISA tier)."""
+    return os.environ.get("GRAPHC_BENCH_MARCH", "native")
+
+
 def harness():
-    """Compile the harness once (-O3 -march=native -fopenmp) and load it."""
+    """Compile the harness once (-O3 -march=<march()> -fopenmp) and load it."""
     global _LIB
     if _LIB is None:
         cc = shutil.which("gcc") or shutil.which("cc")
@@ -90,7 +95,7 @@ def harness():
             raise RuntimeError("no C compiler for the C-target benchmark")
         d = Path(tempfile.mkdtemp(prefix="graphc-bench-"))
         (d / "h.c").write_text(HARNESS)
-        subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", f"-I{KERNELS}",
+        subprocess.run([cc, "-O3", f"-march={march()}", "-fopenmp", "-fPIC", "-shared", f"-I{KERNELS}",
                         str(d / "h.c"), "-o", str(d / "h.so"), "-lm"], check=True)
         lib = ctypes.CDLL(str(d / "h.so"))
         lib.gc_bench.restype = ctypes.c_double
@@ -104,12 +109,20 @@ def harness():
 
 
 def graphc_time(raws: list[np.ndarray], wtype: str, K: int, N: int, x: np.ndarray, reps: int) -> float:
-    """Seconds per graphc mul_mat(W, x) for x (M, K) f32, rotating through raws."""
+    """Seconds per graphc mul_mat(W, x) for x (M, K) f32, rotating through raws. Weights graphc re-lays out
+    at load (targets/c/repack.py: q4_0, q4_K, q6_K in 8-row groups) are timed in that layout, as the C
+    target runs them."""
+    from targets.c import repack
     lib = harness()
     t = get_type(wtype)
     M = x.shape[0]
     rb = t.row_bytes(K)
-    ws = (GcTensor * len(raws))(*[tensor(r.ctypes.data, t.id, (K, N), t.size, rb) for r in raws])
+    type_id, mats = t.id, raws
+    if wtype in repack.C_TYPE and N % 8 == 0:
+        relayout = {"q4_0": repack.relayout_q4_0_x8, "q4_K": repack.relayout_q4_K_x8,
+                    "q6_K": repack.relayout_q6_K_x8}[wtype]
+        type_id, mats = repack.C_TYPE[wtype], [relayout(r, N, K) for r in raws]
+    ws = (GcTensor * len(raws))(*[tensor(r.ctypes.data, type_id, (K, N), t.size, rb) for r in mats])
     xt = tensor(x.ctypes.data, 0, (K, M), 4, 4 * K)
     out = np.empty((M, N), np.float32)
     dt = tensor(out.ctypes.data, 0, (N, M), 4, 4 * N)
@@ -154,8 +167,9 @@ def ggml_time(raws: list[np.ndarray], wtype: str, K: int, N: int, x: np.ndarray,
 
 
 def weights(rng, wtype: str, N: int, K: int, count: int) -> list[np.ndarray]:
-    """`count` distinct matrices (quantizing is slow in numpy: make two, then perturb bytes)."""
-    base = [quants.quantize(rng.standard_normal((N, K), dtype=np.float32), wtype) for _ in range(min(2, count))]
+    """`count` distinct matrices (quantizing is slow in numpy: make two, then perturb bytes). Types graphc
+    has no quantizer for (q2_K, q3_K, q5_K) get random blocks with sane f16 scales (a speed test)."""
+    base = [_random_matrix(rng, wtype, N, K) for _ in range(min(2, count))]
     out = []
     for i in range(count):
         r = base[i % len(base)].copy()
@@ -165,7 +179,20 @@ def weights(rng, wtype: str, N: int, K: int, count: int) -> list[np.ndarray]:
     return out
 
 
-GEMV_TYPES = ("q4_0", "q8_0", "q4_K")
+def _random_matrix(rng, wtype: str, N: int, K: int) -> np.ndarray:
+    t = get_type(wtype)
+    if not t.is_quantized or wtype in quants._QUANTIZERS:
+        return quants.quantize(rng.standard_normal((N, K), dtype=np.float32), wtype)
+    nb = N * K // t.blck
+    raw = rng.integers(0, 256, (nb, t.size), dtype=np.uint8)
+    for o in {"q2_K": (80, 82), "q3_K": (108,), "q5_K": (0, 2)}[wtype]:
+        raw[:, o:o + 2] = np.frombuffer(rng.uniform(1e-3, 1e-2, nb).astype(np.float16).tobytes(),
+                                        np.uint8).reshape(nb, 2)
+    return raw.reshape(N, -1)
+
+
+GEMV_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "f16", "bf16")
+GEMM_TYPES = ("f16", "q4_0", "q8_0", "q4_K", "q6_K")
 
 
 def gemv_rows(K: int, N: int, repeat: int, rng, types: tuple = GEMV_TYPES) -> list[dict]:
@@ -200,7 +227,7 @@ def gemm_rows(K: int, N: int, cols: tuple, repeat: int, rng) -> list[dict]:
         w32 = rng.standard_normal((N, K), dtype=np.float32)
         t_np = best_time(lambda: w32 @ x.T, repeat)  # noqa: B023 -- best_time calls it before the loop moves on
         rows.append({"shape": f"{N}x{K} x {M} cols", "wtype": "f32", "impl": "numpy", "flop": 2 * N * K * M, "s": t_np})
-        for wtype in ("f16", "q4_0", "q8_0", "q4_K"):
+        for wtype in GEMM_TYPES:
             raws = weights(rng, wtype, N, K, 1)
             t_gg = t_gc = float("inf")
             for _ in range(2):

@@ -326,16 +326,19 @@ def test_q4_0_x8_relayout(lib, rng, K, N, M, nth):
     assert np.all(np.isfinite(got)) and nmse(got, want) <= NMSE_Q, nmse(got, want)
 
 
+@pytest.mark.parametrize("wtype", ["q4_K", "q6_K"])
 @pytest.mark.parametrize("K,N,M,nth", [(256, 8, 1, 1), (512, 16, 1, 2), (256, 24, 3, 3), (768, 40, 9, 2),
                                        (256, 16, 45, 3)])
-def test_q4_K_x8_relayout(lib, rng, K, N, M, nth):
-    """q4_K weights in 8-row groups (GC_Q4_KX8: scales unpacked to bytes) give what the rows as stored give."""
-    from targets.c.repack import GC_Q4_KX8, relayout_q4_K_x8
-    raw = random_weights(rng, "q4_K", N, K)
+def test_k_quant_x8_relayout(lib, rng, wtype, K, N, M, nth):
+    """q4_K / q6_K weights in 8-row groups (GC_Q4_KX8 with scales unpacked to bytes, GC_Q6_KX8 with the
+    6-bit values split into nibble and 2-bit planes) give what the rows as stored give."""
+    from targets.c import repack
+    raw = random_weights(rng, wtype, N, K)
     x = rng.standard_normal((1, 1, M, K), dtype=np.float32)
-    w = relayout_q4_K_x8(raw, N, K).reshape(1, 1, N, -1)
-    got = run_c(lib, w, "q4_K", K, x, "f32", nth, type_id=GC_Q4_KX8, row_bytes=get_type("q4_K").row_bytes(K))
-    want = expected(raw.reshape(1, 1, N, -1), "q4_K", x)
+    relayout = {"q4_K": repack.relayout_q4_K_x8, "q6_K": repack.relayout_q6_K_x8}[wtype]
+    w = relayout(raw, N, K).reshape(1, 1, N, -1)
+    got = run_c(lib, w, wtype, K, x, "f32", nth, type_id=repack.C_TYPE[wtype], row_bytes=get_type(wtype).row_bytes(K))
+    want = expected(raw.reshape(1, 1, N, -1), wtype, x)
     assert np.all(np.isfinite(got)) and nmse(got, want) <= NMSE_Q, nmse(got, want)
 
 

@@ -47,7 +47,7 @@ enum {
     GC_Q8_1 = 9, GC_Q2_K = 10, GC_Q3_K = 11, GC_Q4_K = 12, GC_Q5_K = 13, GC_Q6_K = 14, GC_Q8_K = 15,
     GC_I8 = 24, GC_I16 = 25, GC_I32 = 26, GC_I64 = 27, GC_F64 = 28, GC_BF16 = 30,
     /* graphc's own weight layouts (never in a file: targets/c/repack.py writes them at load) */
-    GC_Q4_0X8 = 200, GC_Q4_KX8 = 201
+    GC_Q4_0X8 = 200, GC_Q4_KX8 = 201, GC_Q6_KX8 = 202
 };
 
 /* [start, end) of n items for thread ith of nth: contiguous, balanced chunks */

@@ -67,11 +67,16 @@ static inline size_t gc_scratch_mul_mat(const gc_tensor *dst, const gc_tensor *c
     return 64 + gc_mm_align((size_t)K * sizeof(float)) + GC_MM_CT * gc_mm_act_bytes(src[0]->type, K);
 }
 
+/* the type whose rows an 8-row-group layout holds (matmul_x8.h), or t itself */
+static inline int32_t gc_x8_base_type(int32_t t) {
+    return t == GC_Q4_0X8 ? GC_Q4_0 : t == GC_Q4_KX8 ? GC_Q4_K : t == GC_Q6_KX8 ? GC_Q6_K : t;
+}
+
 /* 1 when gc_op_mul_mat handles these tensors (checked once at load time by the generated gc_check) */
 static inline int gc_supports_mul_mat(const gc_tensor *dst, const gc_tensor *const *src, const void *params) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    const int32_t t = a->type == GC_Q4_0X8 ? GC_Q4_0 : a->type == GC_Q4_KX8 ? GC_Q4_K : a->type;
+    const int32_t t = gc_x8_base_type(a->type);
     if (t != a->type && (a->ne[1] % 8 || a->ne[2] != 1 || a->ne[3] != 1 ||
                          a->nb[1] != gc_type_size(t) * (a->ne[0] / gc_type_blck(t))))
         return 0;                                  /* 8-row groups of one 2-D matrix, rows packed */
@@ -101,6 +106,7 @@ static inline float gc_mm_hsum8(__m256 v) {
 #define GC_VZERO() _mm512_setzero_ps()
 #define GC_VLOAD(p) _mm512_loadu_ps(p)
 #define GC_VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define GC_VADD(a, b) _mm512_add_ps(a, b)
 #define GC_VSUM(v) _mm512_reduce_add_ps(v)
 #define GC_WL_F32(p) _mm512_loadu_ps(p)
 #define GC_WL_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
@@ -111,6 +117,7 @@ static inline float gc_mm_hsum8(__m256 v) {
 #define GC_VZERO() _mm256_setzero_ps()
 #define GC_VLOAD(p) _mm256_loadu_ps(p)
 #define GC_VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define GC_VADD(a, b) _mm256_add_ps(a, b)
 #define GC_VSUM(v) gc_mm_hsum8(v)
 #define GC_WL_F32(p) _mm256_loadu_ps(p)
 #define GC_WL_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
@@ -121,6 +128,7 @@ static inline float gc_mm_hsum8(__m256 v) {
 #define GC_VZERO() 0.0f
 #define GC_VLOAD(p) (*(p))
 #define GC_VFMA(a, b, c) ((a) * (b) + (c))
+#define GC_VADD(a, b) ((a) + (b))
 #define GC_VSUM(v) (v)
 #define GC_WL_F32(p) (*(p))
 #define GC_WL_F16(p) gc_fp16_to_fp32(*(p))
@@ -139,6 +147,16 @@ GC_MM_INLINE void NAME(const int NR, const int NC, const WT *const *w, const flo
     for (int r = 0; r < NR; r++)                                                                       \
         for (int c = 0; c < NC; c++) acc[r][c] = GC_VZERO();                                           \
     int64_t k = k0;                                                                                    \
+    if (NR * NC == 1) {        /* GEMV: 4 independent sums, or the FMA latency chain limits the stream */ \
+        GC_VF s1 = GC_VZERO(), s2 = GC_VZERO(), s3 = GC_VZERO();                                       \
+        for (; k + 4 * GC_VL <= k1; k += 4 * GC_VL) {                                                  \
+            acc[0][0] = GC_VFMA(WLOAD(w[0] + k), GC_VLOAD(x[0] + k), acc[0][0]);                       \
+            s1 = GC_VFMA(WLOAD(w[0] + k + GC_VL), GC_VLOAD(x[0] + k + GC_VL), s1);                     \
+            s2 = GC_VFMA(WLOAD(w[0] + k + 2 * GC_VL), GC_VLOAD(x[0] + k + 2 * GC_VL), s2);             \
+            s3 = GC_VFMA(WLOAD(w[0] + k + 3 * GC_VL), GC_VLOAD(x[0] + k + 3 * GC_VL), s3);             \
+        }                                                                                              \
+        acc[0][0] = GC_VADD(GC_VADD(acc[0][0], s1), GC_VADD(s2, s3));                                  \
+    }                                                                                                  \
     for (; k + GC_VL <= k1; k += GC_VL) {                                                              \
         GC_VF xv[4];                                                                                   \
         for (int c = 0; c < NC; c++) xv[c] = GC_VLOAD(x[c] + k);                                       \
@@ -884,10 +902,14 @@ GC_MM_INLINE void gc_mm_tile_rows(const gc_tensor *dst, const gc_tensor *a, int 
     gc_q32_idx ix = *ixp;
     gc_qk_idx kix = *kixp;
     if (kind == GC_MM_FLOAT) {
-        for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += GC_MM_KB) {
-            const int64_t k1 = K - k0 < GC_MM_KB ? K : k0 + GC_MM_KB;
+        /* GEMV (1-2 columns): one whole row at a time, a single forward stream from DRAM; more columns:
+         * 4 rows by K blocks, so the 4 rows stay in L1 while every column passes over them */
+        const int gemv = nct <= 2;
+        const int64_t kb = gemv ? (K > 0 ? K : 1) : GC_MM_KB;
+        for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kb) {
+            const int64_t k1 = K - k0 < kb ? K : k0 + kb;
             for (int64_t r = r0; r < r1;) {
-                const int nr = r1 - r >= 4 ? 4 : 1;
+                const int nr = r1 - r >= 4 && !gemv ? 4 : 1;
                 const void *w[4];
                 for (int i = 0; i < nr; i++) w[i] = wbase + (r + i) * a->nb[1];
                 for (int c = 0; c < nct; c += 4) {
@@ -972,8 +994,8 @@ static inline void gc_op_mul_mat(const gc_ctx *ctx, const gc_tensor *dst, const 
                    int ith, int nth) {
     (void)params;
     const gc_tensor *a = src[0], *b = src[1];
-    const int x8 = a->type == GC_Q4_0X8 || a->type == GC_Q4_KX8;   /* 8-row groups: activations as for */
-    const int32_t t = a->type == GC_Q4_0X8 ? GC_Q4_0 : a->type == GC_Q4_KX8 ? GC_Q4_K : a->type;  /* the type */
+    const int32_t t = gc_x8_base_type(a->type);  /* 8-row groups: activations as for the stored type */
+    const int x8 = t != a->type;
     const int kind = gc_mm_kind(t);
     if (kind == GC_MM_NONE || a->ne[2] <= 0 || a->ne[3] <= 0) return;   /* gc_supports_mul_mat refuses these */
     const int64_t K = a->ne[0], N0 = dst->ne[0], N1 = dst->ne[1];

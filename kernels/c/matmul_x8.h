@@ -1,5 +1,5 @@
-/* q4_0 and q4_K weights re-laid out 8 rows at a time (types GC_Q4_0X8, GC_Q4_KX8; targets/c/repack.py
- * writes them at load),
+/* q4_0, q4_K and q6_K weights re-laid out 8 rows at a time (types GC_Q4_0X8, GC_Q4_KX8, GC_Q6_KX8;
+ * targets/c/repack.py writes them at load),
  * the layout ggml's CPU REPACK path uses for the same reason: a vector lane per weight row.
  *
  * Layout: rows 8g .. 8g+7 are one group, stored where those 8 rows were (8 x the q4_0 row bytes); block
@@ -229,12 +229,132 @@ GC_MM_INLINE void gc_x8_q4_K_k(const int NC, const char *grp, int64_t nsb, const
 }
 #endif
 
+/* ------------------------------------------------------------------------------------------------
+ * q6_K in 8-row groups (GC_Q6_KX8), 1680 bytes per super-block (8 x 210, as stored): the 8 rows' f16 d
+ * (16 bytes), the int8 sub-block scales sc[sb][r] (128), then for each 64-element chunk c (384 bytes at
+ * 144 + 384 c) and i < 4, 96 bytes at 96 i: low parts A, low parts B, high parts H (32 bytes each; row r
+ * at bytes 4r..4r+3, byte b) of the 6-bit values u = q + 32:
+ *   A: low nibble = bits 0-3 of element 64c + 4i + b, high nibble = of element 64c + 32 + 4i + b;
+ *   B: the same for elements 64c + 16 + 4i + b and 64c + 48 + 4i + b;
+ *   H: bits 4-5 of those four elements: bits 0-1 = 64c + 4i + b, 2-3 = 64c + 32 + .., 4-5 = 64c + 16 + ..,
+ *      6-7 = 64c + 48 + ...
+ * Each 32-byte vector of u then holds 4 elements of one 16-element sub-block for all 8 rows, and the
+ * kernel reads the bytes in address order (a forward stream: the GEMV is a DRAM stream). Per row: d dx sum_sb sc[sb] (dot_sb(u, x) -
+ * 32 bsum_sb) with the integer parts exact.
+ * ------------------------------------------------------------------------------------------------ */
+#define GC_X8K6_BLOCK 1680
+
+#if defined(GC_MM_AVX512) || defined(GC_MM_AVX2)
+GC_MM_INLINE void gc_x8_q6_K_k(const int NC, const char *grp, int64_t nsb, const block_q8_K *const *y, float *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[GC_X8_NC];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *blk = (const uint8_t *)grp + s * GC_X8K6_BLOCK;
+        const uint8_t *qv = blk + 144;
+        __m256i isum[GC_X8_NC];
+        for (int c = 0; c < NC; c++) {
+            /* the -32 offset: 32 sum_sb sc[sb] bsum_sb, from int16 pairs (sb 2p, 2p+1) */
+            const int16_t *bs = y[c][s].bsums;
+            __m256i off = _mm256_setzero_si256();
+            for (int p = 0; p < 8; p++) {
+                const __m128i s0 = _mm_loadl_epi64((const __m128i *)(blk + 16 + 16 * p));
+                const __m128i s1 = _mm_loadl_epi64((const __m128i *)(blk + 24 + 16 * p));
+                int32_t pair;
+                memcpy(&pair, bs + 2 * p, 4);
+                off = _mm256_add_epi32(off, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1)),
+                                                              _mm256_set1_epi32(pair)));
+            }
+            isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+        }
+        for (int ch = 0; ch < 4; ch++) {
+            for (int l = 0; l < 6; l++) _mm_prefetch((const char *)qv + 384 * ch + 64 * l + GC_MM_PF, _MM_HINT_T0);
+            /* u[q][i]: sub-block 4 ch + q, elements 4i..4i+3 of it */
+            __m256i u[4][4];
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *v = qv + 384 * ch + 96 * i;
+                const __m256i la = _mm256_loadu_si256((const __m256i *)v);
+                const __m256i lb = _mm256_loadu_si256((const __m256i *)(v + 32));
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(v + 64));
+                u[0][i] = _mm256_or_si256(_mm256_and_si256(la, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+                u[2][i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), m4),
+                                          _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+                u[1][i] = _mm256_or_si256(_mm256_and_si256(lb, m4), _mm256_and_si256(h, m30));
+                u[3][i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+            }
+            for (int q = 0; q < 4; q++) {
+                const int sb = 4 * ch + q;
+                const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(blk + 16 + 8 * sb));
+#if defined(GC_MM_AVX512)
+                const __m256i sc = _mm256_cvtepi8_epi32(sc8);
+#else
+                const __m256i sc = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sc8, sc8));
+#endif
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *x = y[c][s].qs + 16 * sb;
+#if defined(GC_MM_AVX512)
+                    __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u[q][0], gc_x8_bcast(x));
+                    p = _mm256_dpbusd_epi32(p, u[q][1], gc_x8_bcast(x + 4));
+                    p = _mm256_dpbusd_epi32(p, u[q][2], gc_x8_bcast(x + 8));
+                    p = _mm256_dpbusd_epi32(p, u[q][3], gc_x8_bcast(x + 12));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(p, sc));
+#else
+                    /* u8 (0..63) x s8 pairs: |a pair| <= 16002, so two of them fit in int16 */
+                    const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(u[q][0], gc_x8_bcast(x)),
+                                                        _mm256_maddubs_epi16(u[q][1], gc_x8_bcast(x + 4)));
+                    const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(u[q][2], gc_x8_bcast(x + 8)),
+                                                        _mm256_maddubs_epi16(u[q][3], gc_x8_bcast(x + 12)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, sc),
+                                                                         _mm256_madd_epi16(p1, sc)));
+#endif
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(d, _mm256_set1_ps(y[c][s].d)), acc[c]);
+    }
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+
+#else
+GC_MM_INLINE void gc_x8_q6_K_k(const int NC, const char *grp, int64_t nsb, const block_q8_K *const *y, float *out) {
+    static const int hshift[4] = {0, 4, 2, 6};      /* high-part bits of sub-block q (of 4) in a chunk */
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < 8; r++) {
+            float sum = 0.0f;
+            for (int64_t s = 0; s < nsb; s++) {
+                const uint8_t *blk = (const uint8_t *)grp + s * GC_X8K6_BLOCK;
+                const block_q8_K *a = y[c] + s;
+                gc_half hd;
+                memcpy(&hd, blk + 2 * r, 2);
+                int isum = 0;
+                for (int sb = 0; sb < 16; sb++) {
+                    const int ch = sb / 4, q = sb % 4;
+                    int dot = 0;
+                    for (int i = 0; i < 4; i++)
+                        for (int b = 0; b < 4; b++) {
+                            const uint8_t l = blk[144 + 384 * ch + 96 * i + 32 * (q & 1) + 4 * r + b];
+                            const uint8_t h = blk[144 + 384 * ch + 96 * i + 64 + 4 * r + b];
+                            const int u = ((q & 2) ? l >> 4 : l & 15) | (((h >> hshift[q]) & 3) << 4);
+                            dot += (u - 32) * a->qs[16 * sb + 4 * i + b];
+                        }
+                    isum += (int8_t)blk[16 + 8 * sb + r] * dot;
+                }
+                sum += (float)isum * (gc_fp16_to_fp32(hd) * a->d);
+            }
+            out[8 * c + r] = sum;
+        }
+}
+#endif
+
 /* rows [r0, r1) (multiples of 8) of dst for the nct prepared columns cols[] of one tile */
-static inline void gc_x8_rows(const gc_tensor *dst, const gc_tensor *a, const char *wbase, const char *const *cols,
+__attribute__((noinline)) static void gc_x8_rows(const gc_tensor *dst, const gc_tensor *a, const char *wbase, const char *const *cols,
                               int nct, int64_t c0, int64_t i2, int64_t i3, int64_t r0, int64_t r1) {
     const int64_t nb = a->ne[0] / 32;
-    const int kq = a->type == GC_Q4_KX8;
-    const int64_t group_bytes = kq ? nb / 8 * GC_X8K_BLOCK : 8 * a->nb[1];
+    const int kq = a->type == GC_Q4_KX8 || a->type == GC_Q6_KX8;
+    const int64_t group_bytes = kq ? nb / 8 * (a->type == GC_Q4_KX8 ? GC_X8K_BLOCK : GC_X8K6_BLOCK) : 8 * a->nb[1];
     for (int64_t r = r0; r < r1; r += 8) {
         const char *grp = wbase + r / 8 * group_bytes;
         for (int c = 0; c < nct; c += GC_X8_NC) {
@@ -244,7 +364,14 @@ static inline void gc_x8_rows(const gc_tensor *dst, const gc_tensor *a, const ch
             for (int j = 0; j < nc; j++) xc[j] = (const gc_act4 *)cols[c + j];
             const block_q8_K *yc[GC_X8_NC];
             for (int j = 0; j < nc; j++) yc[j] = (const block_q8_K *)cols[c + j];
-            if (kq) switch (nc) {      /* constant column counts: the accumulators stay in registers */
+            if (a->type == GC_Q6_KX8) switch (nc) {
+            case 1: gc_x8_q6_K_k(1, grp, nb / 8, yc, out); break;
+#if GC_X8_NC >= 4
+            case 2: gc_x8_q6_K_k(2, grp, nb / 8, yc, out); break;
+            case 3: gc_x8_q6_K_k(3, grp, nb / 8, yc, out); break;
+            default: gc_x8_q6_K_k(4, grp, nb / 8, yc, out); break;
+#endif
+            } else if (kq) switch (nc) {   /* constant column counts: the accumulators stay in registers */
             case 1: gc_x8_q4_K_k(1, grp, nb / 8, yc, out); break;
 #if GC_X8_NC >= 4
             case 2: gc_x8_q4_K_k(2, grp, nb / 8, yc, out); break;

@@ -1,14 +1,15 @@
 """Weights re-laid out once at load for the C target's matmul kernels (ggml's REPACK idea).
 
-q4_0 and q4_K matrices whose only use is as mul_mat's weights are stored 8 rows at a time
+q4_0, q4_K and q6_K matrices whose only use is as mul_mat's weights are stored 8 rows at a time
 (kernels/c/matmul_x8.h has the layouts and why): the kernels then keep one vector lane per weight row,
 so a block's integer dot, its int->float conversion and its scaling are done once per 8 rows instead of
-once per row. q4_0 keeps its bytes per row, q4_K grows 2.8% (unpacked sub-block scales); the tensor's
-type in the generated code becomes GC_Q4_0X8 / GC_Q4_KX8.
+once per row. q4_0 and q6_K keep their bytes per row, q4_K grows 2.8% (unpacked sub-block scales); the
+tensor's type in the generated code becomes GC_Q4_0X8 / GC_Q4_KX8 / GC_Q6_KX8.
 
-The re-laid-out copy of a weight is made once per process and shared by every module that uses the same
-bytes (a model's decode and prefill graphs), and is kept in the compile cache as a file that later
-processes map instead of re-laying out: its name is the sha256 of the layout version, the source file's
+The re-laid-out copy of a weight is made once per process in anonymous memory with transparent huge
+pages (_anonymous says why), shared by every module that uses the same bytes (a model's decode and
+prefill graphs), and kept in the compile cache as a file that later processes read instead of
+re-laying out: its name is the sha256 of the layout version, the source file's
 path, size and modification time and the tensor's offset in it (cheap to know), or, for weights that are
 not file mappings, of the bytes themselves. The cached file is checked against its size and a sha256 of
 its bytes written next to it; a mismatch rebuilds it.
@@ -28,13 +29,16 @@ import numpy as np
 from graphc.ir import Flag, Graph, Tensor
 from graphc.util import cache_dir
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 GC_Q4_0X8 = 200                 # kernels/c/graphc.h
 GC_Q4_KX8 = 201
+GC_Q6_KX8 = 202
 Q4_0_BLOCK = 18                 # bytes per 32 elements
 Q4_K_BLOCK = 144                # bytes per 256 elements
 Q4_KX8_BLOCK = 1184             # bytes per 8 rows x 256 elements (matmul_x8.h: scales unpacked to bytes)
-C_TYPE = {"q4_0": GC_Q4_0X8, "q4_K": GC_Q4_KX8}       # graphc type -> the C type of its 8-row layout
+Q6_K_BLOCK = 210
+Q6_KX8_BLOCK = 8 * Q6_K_BLOCK
+C_TYPE = {"q4_0": GC_Q4_0X8, "q4_K": GC_Q4_KX8, "q6_K": GC_Q6_KX8}   # type -> the C type of its 8-row layout
 
 
 def eligible(graph: Graph) -> list[Tensor]:
@@ -87,6 +91,28 @@ def relayout_q4_K_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
     out[:, :, 96:160] = mn.transpose(0, 1, 3, 2, 4).reshape(g, ns, 64)        # mn[p][r][2]
     qs = by_block[:, :, :, 16:].reshape(g, ns, 8, 4, 8, 4)                    # [g, s, r, ch, i, byte]
     out[:, :, 160:] = qs.transpose(0, 1, 3, 4, 2, 5).reshape(g, ns, 1024)
+    return out.reshape(-1)
+
+
+def relayout_q6_K_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
+    """q6_K rows (n_rows x k elements, packed bytes) -> the 8-row-group layout of matmul_x8.h."""
+    from graphc.quants import _UNPACKERS
+    ns, g = k // 256, n_rows // 8
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(g, 8, ns, Q6_K_BLOCK).transpose(0, 2, 1, 3)  # [g, s, r, 210]
+    out = np.empty((g, ns, Q6_KX8_BLOCK), dtype=np.uint8)
+    out[:, :, 0:16] = blocks[:, :, :, 208:210].reshape(g, ns, 16)                         # d
+    out[:, :, 16:144] = blocks[:, :, :, 192:208].transpose(0, 1, 3, 2).reshape(g, ns, 128)  # sc[sb][r]
+    u = (_UNPACKERS["q6_K"](np.ascontiguousarray(blocks).reshape(-1, Q6_K_BLOCK))["q"].astype(np.int16) + 32)
+    u = u.astype(np.uint8).reshape(g, ns, 8, 4, 2, 2, 4, 4)       # [g, s, r, chunk c, half 32, 16, i, b]
+    lo, hi = u & 15, u >> 4
+    # per chunk c and i: A (j = 0) and B (j = 1): nibble 0 = element 64c + 16j + 4i + b, nibble 1 = +32
+    low = lo[:, :, :, :, 0] | (lo[:, :, :, :, 1] << 4)                            # [g, s, r, c, j, i, b]
+    # H: bits 0-1 element 64c+4i+b, 2-3 64c+32+.., 4-5 64c+16+.., 6-7 64c+48+..
+    high = hi[:, :, :, :, 0, 0] | (hi[:, :, :, :, 1, 0] << 2) | (hi[:, :, :, :, 0, 1] << 4) | (hi[:, :, :, :, 1, 1] << 6)
+    parts = np.empty((g, ns, 4, 4, 3, 8, 4), dtype=np.uint8)                      # [g, s, c, i, A/B/H, r, b]
+    parts[:, :, :, :, 0:2] = low.transpose(0, 1, 3, 5, 4, 2, 6)
+    parts[:, :, :, :, 2] = high.transpose(0, 1, 3, 4, 2, 5)
+    out[:, :, 144:] = parts.reshape(g, ns, 1536)
     return out.reshape(-1)
 
 
@@ -148,17 +174,39 @@ def _file_of(t: Tensor) -> "tuple[str, int] | None":
     return None
 
 
+def _anonymous(nbytes: int) -> np.ndarray:
+    """A zeroed, writable uint8 buffer in anonymous memory that the kernel may back with transparent huge
+    pages (madvise MADV_HUGEPAGE): a weight stream read once per token runs faster over 2 MiB pages than
+    over 4 KiB ones (fewer TLB misses; hardware prefetchers stop at page boundaries). Measured on the
+    LLaMA-shaped q4_0 decode: the same re-laid-out bytes mapped from a file gave 86-89 tok/s, in
+    anonymous memory 104."""
+    import mmap
+    m = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            m.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass
+    return np.frombuffer(m, dtype=np.uint8, count=nbytes)
+
+
 def _load_or_make(t: Tensor, key: str) -> np.ndarray:
     nbytes = t.ne[1] * t.nb[1]
     d = cache_dir()
     path = None if d is None else Path(d) / "weights" / f"{key}.{t.type.name}x8"
-    if path is not None and path.is_file() and path.stat().st_size == relaid_nbytes(t):
+    size = relaid_nbytes(t)
+    arr = _anonymous(size)
+    if path is not None and path.is_file() and path.stat().st_size == size:
         digest = path.with_suffix(".sha256")
-        m = np.memmap(path, dtype=np.uint8, mode="r")
-        if digest.is_file() and digest.read_text().strip() == hashlib.sha256(memoryview(m)).hexdigest():
-            return m
-    relayout = relayout_q4_K_x8 if t.type.name == "q4_K" else relayout_q4_0_x8
-    arr = relayout(_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
+        try:
+            with open(path, "rb") as f:
+                ok = f.readinto(memoryview(arr)) == size
+            if ok and digest.is_file() and digest.read_text().strip() == hashlib.sha256(memoryview(arr)).hexdigest():
+                return arr
+        except OSError:
+            pass                     # unreadable: made again below
+    relayout = {"q4_0": relayout_q4_0_x8, "q4_K": relayout_q4_K_x8, "q6_K": relayout_q6_K_x8}[t.type.name]
+    arr[:] = relayout(_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +217,6 @@ def _load_or_make(t: Tensor, key: str) -> np.ndarray:
             Path(digest_part).write_text(hashlib.sha256(memoryview(arr)).hexdigest() + "\n")
             os.replace(digest_part, path.with_suffix(".sha256"))
             os.replace(part, path)
-            return np.memmap(path, dtype=np.uint8, mode="r")
         except OSError:
             pass                     # a read-only or full cache: the copy in memory still works
     return arr
