@@ -755,7 +755,8 @@ GC_MM_INLINE void gc_k16_rowk(const int32_t T, const int NC, const char *row, in
             d = gc_fp16_to_fp32(((const block_q6_K *)x)->d);
         }
         const __m256i s16 = _mm256_cvtepi8_epi16(s8);
-        const __m256i sb8 = _mm256_broadcastsi128_si256(s8);
+        /* the 16 sign-extended scales' halves (sub-blocks 0..7, 8..15) in both 128-bit lanes */
+        const __m256i sh16[2] = {_mm256_permute2x128_si256(s16, s16, 0x00), _mm256_permute2x128_si256(s16, s16, 0x11)};
         for (int c = 0; c < NC; c++)   /* -off sum_j sc_j bsum_j (q2_K: no offset) */
             s[c] = T == GC_Q2_K ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(
                        _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), s16), off_shift));
@@ -776,22 +777,22 @@ GC_MM_INLINE void gc_k16_rowk(const int32_t T, const int NC, const char *row, in
                 for (int j = 0; j < 4; j++) u[j] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 if (T == GC_Q3_K) {   /* bit 4 c2 + j of hmask[l]: element 128 c2 + 32 j + l is not offset by -4 */
                     const __m256i hm = _mm256_loadu_si256((const __m256i *)((const block_q3_K *)x)->hmask);
-                    for (int j = 0; j < 4; j++) {
-                        const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * c2 + j)));
-                        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
-                        u[j] = _mm256_or_si256(u[j], _mm256_and_si256(set, _mm256_set1_epi8(4)));
+                    const __m256i b2 = _mm256_set1_epi8(4);
+                    for (int j = 0; j < 4; j++) {  /* the bit moved to bit 2 of its byte (16-bit shifts: masked) */
+                        const int sh = 4 * c2 + j - 2;
+                        const __m256i hb = sh >= 0 ? _mm256_srli_epi16(hm, sh) : _mm256_slli_epi16(hm, -sh);
+                        u[j] = _mm256_or_si256(u[j], _mm256_and_si256(hb, b2));
                     }
                 }
             }
             for (int j = 0; j < 4; j++) {
                 /* elements 128 c2 + 32 j .. +31: scales 8 c2 + 2 j (lanes 0..7 of 16-bit pairs), 8 c2 + 2 j + 1 */
-                const int si = 8 * c2 + 2 * j;
-                const __m256i scv = _mm256_shuffle_epi8(sb8, _mm256_setr_epi8(
-                    (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80,
-                    (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80, (char)si, (char)0x80,
-                    (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80,
-                    (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80, (char)(si + 1), (char)0x80));
-                const __m256i scs = _mm256_srai_epi16(_mm256_slli_epi16(scv, 8), 8);   /* sign-extend the byte */
+                const char lo = (char)(4 * j), hi = (char)(4 * j + 2);   /* int16 scales 2 j, 2 j + 1 of the half */
+                const __m256i scs = _mm256_shuffle_epi8(sh16[c2], _mm256_setr_epi8(
+                    lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1),
+                    lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1),
+                    hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
+                    hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1)));
                 for (int c = 0; c < NC; c++) {
                     const __m256i p = _mm256_maddubs_epi16(u[j], _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * c2 + 32 * j)));
                     s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scs));

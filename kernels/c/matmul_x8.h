@@ -350,7 +350,7 @@ GC_MM_INLINE void gc_x8_q6_K_k(const int NC, const char *grp, int64_t nsb, const
 #endif
 
 /* rows [r0, r1) (multiples of 8) of dst for the nct prepared columns cols[] of one tile */
-__attribute__((noinline)) static void gc_x8_rows(const gc_tensor *dst, const gc_tensor *a, const char *wbase, const char *const *cols,
+static inline void gc_x8_rows(const gc_tensor *dst, const gc_tensor *a, const char *wbase, const char *const *cols,
                               int nct, int64_t c0, int64_t i2, int64_t i3, int64_t r0, int64_t r1) {
     const int64_t nb = a->ne[0] / 32;
     const int kq = a->type == GC_Q4_KX8 || a->type == GC_Q6_KX8;
