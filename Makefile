@@ -41,7 +41,20 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -m "not ggml" tests
 
-bench: $(STAMP)
+# The benchmarks' AVX2-tier peers (bench/isa.py): ggml-python and llama-cpp-python built for AVX2 only, into a
+# folder of their own (never the venv: the tests use the native build). --no-cache-dir: pip's wheel cache would
+# hand back the native wheel, whatever CMAKE_ARGS say. Skipped on CPUs without AVX2.
+PEERS_AVX2 := bench/.cache/peers-avx2
+$(PEERS_AVX2)/.built: | $(STAMP)
+	@if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then \
+	  echo "building ggml and llama.cpp for the AVX2 tier (bench only, several minutes)"; \
+	  rm -rf $(PEERS_AVX2) && \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF" \
+	  $(BIN)/python -m pip install -q --no-cache-dir --no-deps --no-binary :all: --target $(PEERS_AVX2) \
+	    ggml-python==0.0.45 llama-cpp-python==0.3.36 && touch $@; \
+	else echo "no AVX2 on this CPU: no AVX2-tier peers"; fi
+
+bench: $(STAMP) $(PEERS_AVX2)/.built
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
 

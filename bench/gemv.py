@@ -112,7 +112,7 @@ def graphc_time(raws: list[np.ndarray], wtype: str, K: int, N: int, x: np.ndarra
     """Seconds per graphc mul_mat(W, x) for x (M, K) f32, rotating through raws. Weights graphc re-lays out
     at load (targets/c/repack.py: q4_0, q4_K, q6_K in 8-row groups) are timed in that layout, as the C
     target runs them."""
-    from targets.c import repack
+    from graphc.targets.c import repack
     lib = harness()
     t = get_type(wtype)
     M = x.shape[0]
@@ -246,12 +246,14 @@ def measure(quick: bool, bw: float | None = None) -> dict:
     """GEMV and GEMM rows; `bw`: the copy bandwidth when the caller has measured it already."""
     rng = np.random.default_rng()
     rep = 3 if quick else 10
-    shapes = [(4096, 4096)] if quick else [(4096, 4096), (4096, 11008)]
+    # every type at 4096x4096; the types of LLaMA-shaped q4_0 / Q4_K_M models at the FFN shape too
+    shapes = [(4096, 4096, GEMV_TYPES)] + ([] if quick else [(4096, 11008, ("q4_0", "q8_0", "q4_K", "q6_K"))])
     load0 = os.getloadavg()[0]
     res = {"bw": bw if bw is not None else copy_bandwidth(rep),
-           "gemv": [r for K, N in shapes for r in gemv_rows(K, N, rep, rng)],
-           "gemm": gemm_rows(4096, 4096, (256,) if quick else (256, 512), 2 if quick else 3, rng)}
+           "gemv": [r for K, N, types in shapes for r in gemv_rows(K, N, rep, rng, types)],
+           "gemm": gemm_rows(4096, 4096, (256,), 2 if quick else 3, rng)}
     res["load"] = (load0, os.getloadavg()[0])
+    res["march"] = march()
     return res
 
 
@@ -264,10 +266,15 @@ def _load_note(res: dict) -> str:
             f"{N_THREADS} themselves; more means other processes shared the cores and the times are noisy).")
 
 
-def section(res: dict) -> list[str]:
+def section(res: dict, tier: str = "", peers: str = "") -> list[str]:
     """Markdown lines for BENCHMARKS.md: ratios to ggml and to the copy bandwidth next to every figure."""
     bw = res["bw"]
-    lines = ["## C target: mul_mat kernels (kernels/c/matmul.h) vs ggml vs numpy", "",
+    title = "## C target: mul_mat kernels (kernels/c/matmul.h) vs ggml vs numpy"
+    lines = [title + (f" ({tier} tier)" if tier else ""), "",
+             (f"graphc built with -march={res.get('march', 'native')}; {peers}. " if peers else "") +
+             "q4_0, q4_K and q6_K weights are timed in the 8-row layout the C target re-lays them out in at "
+             "load (kernels/c/matmul_x8.h); ggml's rows are its plain mul_mat (ggml-python does not use the "
+             "REPACK buffers llama.cpp loads into). "
              f"{N_THREADS} threads for ggml and graphc (numpy: its BLAS's own threads). graphc runs one OpenMP "
              "region per mul_mat in a C loop; ggml is called through ggml-python once per mul_mat, so its "
              "figure includes a few microseconds of Python per call. Copy bandwidth: "
@@ -290,8 +297,8 @@ def section(res: dict) -> list[str]:
         rel = f"{g / r['s']:.2f}x" if g and r["impl"] != "ggml" else ""
         lines.append(f"| {r['shape']} | {r['wtype']} | {r['impl']} | {r['s'] * 1e3:.2f} ms | "
                      f"{r['flop'] / r['s'] / 1e9:.1f} | {rel} |")
-    lines += ["", "vs ggml > 1 means graphc is faster. Targets (issue 5): quantized GEMV >= 1.0x ggml for q4_0 "
-              "and q8_0 and >= 80% of the copy bandwidth.", ""]
+    lines += ["", "vs ggml > 1 means graphc is faster. Targets (issue 13): every quantized GEMV and GEMM row "
+              ">= 1.0x ggml built for the same tier.", ""]
     return lines
 
 
@@ -300,14 +307,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=("gemv", "gemm"), help="measure only one part")
     ap.add_argument("--types", default=",".join(GEMV_TYPES),
-                    help="GEMV weight types with --only gemv (default %(default)s; any type graphc can quantize: "
-                         "q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q6_K)")
+                    help="GEMV weight types with --only gemv (default %(default)s)")
     args = ap.parse_args()
     types = tuple(t.strip() for t in args.types.split(",") if t.strip())
-    bad = [t for t in types if t not in ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K", "q6_K")]
+    bad = [t for t in types if t not in GEMV_TYPES]
     if bad:
-        ap.error(f"--types: cannot make {', '.join(bad)} weights (graphc.quants quantizes q4_0 q4_1 q5_0 q5_1 "
-                 "q8_0 q4_K q6_K)")
+        ap.error(f"--types: unknown {', '.join(bad)} (one of {' '.join(GEMV_TYPES)})")
     rng = np.random.default_rng()
     rep = 3 if args.quick else 10
     if args.only:
@@ -320,6 +325,7 @@ def main() -> None:
         else:
             res["gemm"] = gemm_rows(4096, 4096, (256,) if args.quick else (256, 512), 2 if args.quick else 3, rng)
         res["load"] = (load0, os.getloadavg()[0])
+        res["march"] = march()
     else:
         res = measure(args.quick)
     print("\n".join(section(res)))

@@ -1,8 +1,9 @@
 """End-to-end LLM decode and prefill: graphc's C target vs llama.cpp (llama-cpp-python) on the same GGUF file.
 
-The model is LLaMA-shaped (TinyLlama-1.1B's widths: 2048 embedding, 32 heads / 4 KV heads of 64, 5632 FFN,
-32000 vocabulary) with random q4_0 weights (llama.cpp's q4_0 file type: output matrix q6_K), written once
-by graphc.models.testing.make_tiny_gguf into bench/.cache/. Both engines use the same threads, an f16 KV
+The models are LLaMA-shaped (TinyLlama-1.1B's widths: 2048 embedding, 32 heads / 4 KV heads of 64, 5632 FFN,
+32000 vocabulary) with random weights in llama.cpp's q4_0 file type (output matrix q6_K) and its Q4_K_M mix
+(q4_K, q6_K for attn_v / ffn_down on half the layers and the output), written once by
+graphc.models.testing.make_tiny_gguf into bench/.cache/. Both engines use the same threads, an f16 KV
 cache and no flash attention (llama-cpp-python's defaults). Prefill: a 128-token prompt in one batch;
 decode: 32 single tokens after it. Bytes per decoded token = the weights read (every matrix but the
 token embedding table, of which one row is read), so decode GB/s compares with the copy bandwidth.
@@ -24,12 +25,6 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 SHAPE = dict(n_embd=2048, n_head=32, n_head_kv=4, head_dim=64, n_ff=5632, n_vocab=32000, context_length=2048,
              rope_linear=0.0, rope_freqs=False, eps=1e-5)
 N_PROMPT, N_DECODE, N_CTX = 128, 32, 512
-PREFILL_NOTE = ("Known differences: graphc's prefill graph computes logits for all prompt positions "
-                "(`logits()` returns every position; llama.cpp computes only the last row's), and llama.cpp "
-                "repacks q4_0 weights at load into interleaved multi-row blocks (its REPACK path) for a faster "
-                "prefill GEMM; graphc multiplies the file's blocks as stored. Both read the same weight bytes per "
-                "decoded token. Where graphc is slower on a CPU tier, issue 13 tracks it; the GEMV table above "
-                "shows how much of it is the quantized kernels.")
 
 
 def model_file(n_layer: int, wtype: str = "q4_0") -> Path:
@@ -98,20 +93,30 @@ def run_graphc(path: Path, n_threads: int, prompt: list[int], repeat: int, targe
     return N_PROMPT / _median(pre[1:]), 1.0 / _median(dec[1:])
 
 
-def measure(quick: bool, copy_gbs: float, n_threads: int) -> dict:
+WTYPES = ("q4_0", "q4_K_M")        # llama.cpp's file types: q4_0 matrices; the Q4_K_M mix (q4_K, q6_K)
+
+
+def measure(quick: bool, copy_gbs: float, n_threads: int, opencl: bool = True) -> dict:
+    """Prefill and decode tokens/s of llama.cpp and graphc's C target (built for GRAPHC_BENCH_MARCH) on
+    each model of WTYPES; with opencl, graphc's OpenCL target on the q4_0 model too."""
     n_layer = 4 if quick else 8
-    path = model_file(n_layer)
     prompt = [int(t) for t in np.random.default_rng(0).integers(3, SHAPE["n_vocab"], N_PROMPT)]
     repeat = 2 if quick else 3
-    res = {"n_layer": n_layer, "path": path.name, "mib": path.stat().st_size / 2**20,
-           "bytes": weight_bytes_per_token(path), "copy": copy_gbs, "threads": n_threads}
-    for name, fn in (("llama.cpp", run_llama_cpp), ("graphc c", run_graphc)):
-        res[name] = _in_own_process(fn, path, n_threads, prompt, repeat)
-    try:
-        res["graphc opencl"] = _in_own_process(run_graphc, path, n_threads, prompt, repeat, "opencl")
-        res["opencl profile"] = _in_own_process(opencl_profile, path, prompt)
-    except Exception as e:     # no OpenCL device here: the table says so
-        res["opencl error"] = f"{type(e).__name__}: {e}"
+    march = os.environ.get("GRAPHC_BENCH_MARCH", "native")
+    res = {"copy": copy_gbs, "threads": n_threads, "march": march, "models": []}
+    for wtype in WTYPES:
+        path = model_file(n_layer, wtype)
+        r = {"wtype": wtype, "n_layer": n_layer, "path": path.name, "mib": path.stat().st_size / 2**20,
+             "bytes": weight_bytes_per_token(path)}
+        r["llama.cpp"] = _in_own_process(run_llama_cpp, path, n_threads, prompt, repeat)
+        r["graphc c"] = _in_own_process(run_graphc, path, n_threads, prompt, repeat, "c", march)
+        if opencl and wtype == "q4_0":
+            try:
+                r["graphc opencl"] = _in_own_process(run_graphc, path, n_threads, prompt, repeat, "opencl")
+                res["opencl profile"] = _in_own_process(opencl_profile, path, prompt)
+            except Exception as e:     # no OpenCL device here: the table says so
+                res["opencl error"] = f"{type(e).__name__}: {e}"
+        res["models"].append(r)
     return res
 
 
@@ -136,35 +141,44 @@ def _in_own_process(fn, *args):
         return ex.submit(fn, *args).result()
 
 
-def section(r: dict) -> list[str]:
-    gb = r["bytes"] / 1e9
-    lines = ["## End to end: LLaMA-shaped GGUF model, graphc C target vs llama.cpp", "",
-             f"{r['n_layer']}-layer LLaMA-shaped model ({r['path']}, {r['mib']:.0f} MiB; TinyLlama-1.1B widths, "
-             f"random q4_0 weights, q6_K output), {r['threads']} threads each, f16 KV cache, same file. Prefill: "
-             f"{N_PROMPT}-token prompt in one batch; decode: {N_DECODE} tokens after it (median of rounds). "
-             f"Decode reads {gb * 1e3:.0f} MB of weights per token.", "",
-             "| engine | prefill tokens/s | decode tokens/s | decode weight GB/s | % of copy bandwidth |",
-             "|---|---:|---:|---:|---:|"]
-    for eng in ("llama.cpp", "graphc c", "graphc opencl"):
-        if eng not in r:
-            continue
-        pre, dec = r[eng]
-        lines.append(f"| {eng} | {pre:.1f} | {dec:.1f} | {dec * gb:.1f} | {100 * dec * gb / r['copy']:.0f}% |")
-    (lp, ld), (gp, gd) = r["llama.cpp"], r["graphc c"]
-    lines += ["", f"graphc / llama.cpp: prefill **{gp / lp:.2f}x**, decode **{gd / ld:.2f}x**.", "", PREFILL_NOTE, ""]
-    if "graphc opencl" in r:
-        op, od = r["graphc opencl"]
-        lines += [f"OpenCL ({r.get('opencl device', 'the default device')}) / C: prefill **{op / gp:.2f}x**, "
+def section(res: dict, tier: str = "", peers: str = "") -> list[str]:
+    """Markdown for one ISA tier: a table per model, ratios to llama.cpp, the OpenCL profile if measured."""
+    title = "## End to end: LLaMA-shaped GGUF models, graphc C target vs llama.cpp"
+    lines = [title + (f" ({tier} tier)" if tier else ""), ""]
+    m0 = res["models"][0]
+    lines += [f"{m0['n_layer']}-layer LLaMA-shaped models (TinyLlama-1.1B widths, random weights), "
+              f"{res['threads']} threads each, f16 KV cache, same file for both engines. graphc built with "
+              f"-march={res['march']}; {peers or 'llama.cpp as installed'}. Prefill: {N_PROMPT}-token prompt in "
+              f"one batch; decode: {N_DECODE} tokens after it (median of rounds); both compute the last "
+              "position's logits only. Decode GB/s = the weight bytes read per token times tokens/s.", "",
+              "| model | engine | prefill tokens/s | decode tokens/s | decode weight GB/s | % of copy bandwidth |",
+              "|---|---|---:|---:|---:|---:|"]
+    ratios = []
+    for m in res["models"]:
+        gb = m["bytes"] / 1e9
+        name = f"{m['wtype']} ({m['path']}, {m['mib']:.0f} MiB)"
+        for eng in ("llama.cpp", "graphc c", "graphc opencl"):
+            if eng in m:
+                pre, dec = m[eng]
+                lines.append(f"| {name} | {eng} | {pre:.1f} | {dec:.1f} | {dec * gb:.1f} | "
+                             f"{100 * dec * gb / res['copy']:.0f}% |")
+        (lp, ld), (gp, gd) = m["llama.cpp"], m["graphc c"]
+        ratios.append(f"{m['wtype']}: prefill **{gp / lp:.2f}x**, decode **{gd / ld:.2f}x**")
+    lines += ["", "graphc C / llama.cpp: " + "; ".join(ratios) + ".", ""]
+    q4 = res["models"][0]
+    if "graphc opencl" in q4:
+        (op, od), (gp, gd) = q4["graphc opencl"], q4["graphc c"]
+        lines += [f"OpenCL (the default device) / C on the q4_0 model: prefill **{op / gp:.2f}x**, "
                   f"decode **{od / gd:.2f}x**.", ""]
-        for phase, p in r.get("opencl profile", {}).items():
+        for phase, p in res.get("opencl profile", {}).items():
             lines.append(f"Where an OpenCL {phase} run spends its kernel time (profiling events, "
                          f"{p['total'] * 1e3:.1f} ms of kernels in all, over the runs made):")
             lines.append("")
             for label, n, sec in p["top"]:
                 lines.append(f"- {label}: {sec * 1e3:.1f} ms over {n} launches ({100 * sec / p['total']:.0f}%)")
             lines.append("")
-    elif "opencl error" in r:
-        lines += [f"OpenCL not measured: {r['opencl error']}", ""]
+    elif "opencl error" in res:
+        lines += [f"OpenCL not measured: {res['opencl error']}", ""]
     return lines
 
 

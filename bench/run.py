@@ -159,11 +159,17 @@ def main() -> None:
                      f"{mib(r['bound'])} | {ratio:.3f} | {mib(r['naive'])} | {r['s'] * 1e3:.0f} ms |")
     lines += ["", "Targets (issue 4): arena within 10% of the lower bound; the LLaMA-7B-shaped graph through all "
               "passes in under 2 s.", ""]
-    try:                                   # the C target's mul_mat kernels (bench/gemv.py)
-        import gemv
-        lines += gemv.section(gemv.measure(args.quick, bw))
-    except (RuntimeError, OSError) as e:   # no C compiler: say so instead of failing the whole run
-        lines += ["## C target: mul_mat kernels", "", f"not measured: {e}", ""]
+    import isa                             # every x86 tier this CPU runs, against peers built for it
+    tiers = isa.tiers()
+    lines += ["## ISA tiers", "", "The C target's tables below come once per x86 tier this CPU runs, each against "
+              "ggml / llama.cpp built for the same tier (bench/isa.py): " +
+              "; ".join(f"**{t.name}**: graphc -march={t.march}, {t.note}" for t in tiers) + ".", ""]
+    import gemv
+    for t in tiers:                        # the C target's mul_mat kernels (bench/gemv.py)
+        try:
+            lines += gemv.section(isa.run_tier(t, "gemv", args.quick), t.name, t.note)
+        except (RuntimeError, OSError) as e:   # no C compiler or peers: say so instead of failing the run
+            lines += [f"## C target: mul_mat kernels ({t.name} tier)", "", f"not measured: {e}", ""]
     try:                                   # the OpenCL target next to C (bench/opencl.py)
         import opencl
         lines += opencl.section(opencl.measure(args.quick))
@@ -171,11 +177,13 @@ def main() -> None:
         lines += ["## OpenCL target next to the C target", "", f"not measured: {type(e).__name__}: {e}", ""]
     import gpu                             # the Triton target on a CUDA GPU, where there is one (bench/gpu.py)
     lines += gpu.section(args.quick).splitlines() + [""]
-    try:                                   # end to end: a LLaMA-shaped GGUF model vs llama.cpp (bench/llm.py)
-        import llm
-        lines += llm.section(llm.measure(args.quick, bw, N_THREADS))
-    except ImportError as e:               # llama-cpp-python missing: say so instead of failing the whole run
-        lines += ["## End to end: LLaMA-shaped GGUF model vs llama.cpp", "", f"not measured: {e}", ""]
+    import llm
+    for t in tiers:                        # end to end: LLaMA-shaped GGUF models vs llama.cpp (bench/llm.py)
+        try:
+            lines += llm.section(isa.run_tier(t, "llm", args.quick), t.name, t.note)
+        except (RuntimeError, OSError) as e:   # llama-cpp-python missing: say so instead of failing the run
+            lines += [f"## End to end: LLaMA-shaped GGUF models vs llama.cpp ({t.name} tier)", "",
+                      f"not measured: {e}", ""]
     text = "\n".join(lines)
     print(text)
     if args.write:

@@ -317,7 +317,7 @@ def test_q4_0_x8_relayout(lib, rng, K, N, M, nth):
     """q4_0 weights re-laid out in 8-row groups (targets/c/repack.py, GC_Q4_0X8) give what the rows as
     stored give: GEMV and GEMM column counts around the 4-column kernel, block counts that do not fill a
     4-block activation group, uneven work chunks; and the type is refused where its shape does not fit."""
-    from targets.c.repack import GC_Q4_0X8, relayout_q4_0_x8
+    from graphc.targets.c.repack import GC_Q4_0X8, relayout_q4_0_x8
     raw = random_weights(rng, "q4_0", N, K)
     x = rng.standard_normal((1, 1, M, K), dtype=np.float32)
     w = relayout_q4_0_x8(raw, N, K).reshape(1, 1, N, -1)
@@ -332,7 +332,7 @@ def test_q4_0_x8_relayout(lib, rng, K, N, M, nth):
 def test_k_quant_x8_relayout(lib, rng, wtype, K, N, M, nth):
     """q4_K / q6_K weights in 8-row groups (GC_Q4_KX8 with scales unpacked to bytes, GC_Q6_KX8 with the
     6-bit values split into nibble and 2-bit planes) give what the rows as stored give."""
-    from targets.c import repack
+    from graphc.targets.c import repack
     raw = random_weights(rng, wtype, N, K)
     x = rng.standard_normal((1, 1, M, K), dtype=np.float32)
     relayout = {"q4_K": repack.relayout_q4_K_x8, "q6_K": repack.relayout_q6_K_x8}[wtype]

@@ -108,7 +108,8 @@ def relayout_q6_K_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
     # per chunk c and i: A (j = 0) and B (j = 1): nibble 0 = element 64c + 16j + 4i + b, nibble 1 = +32
     low = lo[:, :, :, :, 0] | (lo[:, :, :, :, 1] << 4)                            # [g, s, r, c, j, i, b]
     # H: bits 0-1 element 64c+4i+b, 2-3 64c+32+.., 4-5 64c+16+.., 6-7 64c+48+..
-    high = hi[:, :, :, :, 0, 0] | (hi[:, :, :, :, 1, 0] << 2) | (hi[:, :, :, :, 0, 1] << 4) | (hi[:, :, :, :, 1, 1] << 6)
+    h = hi[:, :, :, :]                                                            # [g, s, r, c, half, j, i, b]
+    high = h[:, :, :, :, 0, 0] | (h[:, :, :, :, 1, 0] << 2) | (h[:, :, :, :, 0, 1] << 4) | (h[:, :, :, :, 1, 1] << 6)
     parts = np.empty((g, ns, 4, 4, 3, 8, 4), dtype=np.uint8)                      # [g, s, c, i, A/B/H, r, b]
     parts[:, :, :, :, 0:2] = low.transpose(0, 1, 3, 5, 4, 2, 6)
     parts[:, :, :, :, 2] = high.transpose(0, 1, 3, 4, 2, 5)
