@@ -71,15 +71,13 @@ class Memory:
             raise CompileError(f"tensor {t.name!r}: view of {r.name!r} at byte {t.view_offs} spans {t.nbytes} bytes, "
                            f"past the {r.nbytes} bytes of its root")
 
-    def bind_external(self, t: Tensor, raw: np.ndarray, nbytes: int | None = None) -> None:
+    def bind_external(self, t: Tensor, raw: np.ndarray) -> None:
         """Make a root leaf's buffer `raw` itself (e.g. a read-only view of a mapped weights file): no copy.
-        A read-only buffer stays read-only, so any write into it fails instead of changing the file.
-        nbytes: the buffer's size when a target stores the tensor in a layout of its own (default t.nbytes)."""
+        A read-only buffer stays read-only, so any write into it fails instead of changing the file."""
         if root_of(t) is not t:
             raise CompileError(f"tensor {t.name!r}: only a root tensor can take an external buffer")
-        need = t.nbytes if nbytes is None else nbytes
-        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != need:
-            raise CompileError(f"tensor {t.name!r}: an external buffer must be flat uint8 of {need} bytes")
+        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size != t.nbytes:
+            raise CompileError(f"tensor {t.name!r}: an external buffer must be flat uint8 of {t.nbytes} bytes")
         self.bufs[id(t)] = raw
 
     def is_external(self, t: Tensor) -> bool:

@@ -2,8 +2,9 @@
 
 Each emitted library is built with -Wall -Wextra -Werror; its example is built with `make` and run in a
 subprocess whose environment has no PYTHONPATH (no Python builds or runs it). The numbers it writes are
-compared with graphc.compile(..., target="c") on the same inputs (equal bytes: the same generated code)
-and with ref (NMSE <= 1e-7 for f32 graphs; the quantized decoder gets test_c_target's DECODER_BOUND).
+compared with graphc.compile(..., target="c", repack=False) on the same inputs (equal bytes: the same
+generated code; the library keeps the file's weight layout) and with ref (NMSE <= 1e-7 for f32 graphs; the
+quantized decoder gets test_c_target's DECODER_BOUND).
 Also: weights-file errors (truncated, damaged, another model's, not a pack, missing), name lookup
 errors, roles, reset_state, weird tensor names (only ever escaped C string literals), and the CLI.
 """
@@ -107,7 +108,7 @@ def decoder(tmp_path_factory):
     w = td.random_weights(g, seed=int(np.random.default_rng().integers(1 << 30)))
     top = tmp_path_factory.mktemp("declib")
     gb = save_gguf(top / "decoder.gguf", g, weights=w)
-    mc = graphc.compile(gb, target="c", n_threads=2)
+    mc = graphc.compile(gb, target="c", n_threads=2, repack=False)
     d = top / "lib"
     assert mc.emit_lib(d, werror=True) == str(d)
     make(d)
@@ -144,7 +145,7 @@ def weird_weights(rng):
 def weird(tmp_path_factory):
     g = weird_graph()
     w = weird_weights(np.random.default_rng())
-    mc = graphc.compile(g, target="c", weights=w, n_threads=1)
+    mc = graphc.compile(g, target="c", weights=w, n_threads=1, repack=False)
     d = tmp_path_factory.mktemp("weirdlib") / "lib"
     graphc.targets.c.emit_lib(mc, d, werror=True)
     make(d)
@@ -407,7 +408,8 @@ def test_cli_emit_lib_with_quantize(tmp_path, capsys):
     make(d)
     r = example(d, "-n", 1, "-o", "out.bin")
     assert r.returncode == 0, r.stderr
-    mc = graphc.compile(tmp_path / "m.graph", target="c", weights=tmp_path / "w.npz", quantize="q4_0", n_threads=1)
+    mc = graphc.compile(tmp_path / "m.graph", target="c", weights=tmp_path / "w.npz", quantize="q4_0", n_threads=1,
+                        repack=False)
     ins = [t for t in m["tensors"] if "input" in t["roles"]]
     want = mc.run({t["name"]: fill(t, j, 0) for j, t in enumerate(ins)})[WEIRD_Y]
     assert np.fromfile(d / "out.bin", dtype=np.float32).tobytes() == want.tobytes()

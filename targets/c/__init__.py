@@ -88,6 +88,7 @@ class CExecutable(MemoryIO):
         if isinstance(serial_work, bool) or not isinstance(serial_work, int) or serial_work < 0:
             raise CompileError(f"target c: serial_work must be an integer >= 0, got {serial_work!r}")
         relaid = crepack.eligible(graph) if repack else []
+        self.relaid, self.serial_work = relaid, serial_work
         self.gen = generate(self.program, serial_work,           # Unsupported before any build
                             {id(t): crepack.C_TYPE[t.type.name] for t in relaid})
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
@@ -113,10 +114,10 @@ class CExecutable(MemoryIO):
                     raise CompileError(f"target c: tensor {n.name!r} has no valid place in the {plan.size}-byte arena")
                 self.mem.bind_external(n, self.arena[off:off + n.nbytes])
         self._bind_leaf_data()                                # weights: C reads file mappings in place
-        for t in relaid:                                      # ... or their re-laid-out copy
-            self.mem.bind_external(t, crepack.relaid(t), crepack.relaid_nbytes(t))
+        # re-laid-out weights: only the C code sees them; reads (and emit_lib's weights pack) keep the file's bytes
+        relaid_bufs = {id(t): crepack.relaid(t) for t in relaid}
         roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
-        self._keep: list[Any] = []
+        self._keep: list[Any] = list(relaid_bufs.values())
         ptrs = []
         for b in self.gen.buffers:
             if b == "arena":
@@ -124,7 +125,8 @@ class CExecutable(MemoryIO):
             elif b == "temp":
                 arr = self.temp
             else:
-                arr = self.mem.buffer(roots[int(b.split(":", 1)[1])])
+                rid = int(b.split(":", 1)[1])
+                arr = relaid_bufs[rid] if rid in relaid_bufs else self.mem.buffer(roots[rid])
             if arr.size == 0:
                 arr = np.zeros(64, dtype=np.uint8)     # an empty tensor: any valid pointer
             cbuf = ffi.from_buffer("char[]", arr, require_writable=False)

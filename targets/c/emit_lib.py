@@ -40,7 +40,7 @@ from graphc.util import sha256_file
 from graphc.version import __version__
 
 from . import build as cbuild
-from .codegen import KERNELS
+from .codegen import KERNELS, generate
 from .params import header as params_header
 
 LIB_TEMPLATES = KERNELS / "lib"
@@ -407,7 +407,9 @@ def emit_lib(module: Any, directory: "str | os.PathLike[str]", *, werror: bool =
     for h in sorted(KERNELS.glob("*.h")):              # the kernel library, whole (headers include each other)
         shutil.copyfile(h, src / h.name)
     (src / "graphc_params.h").write_text(params_header(), encoding="utf-8")
-    (src / "program.c").write_text(exe.gen.source, encoding="utf-8")
+    # the artifact packs the weights as the file holds them: its code reads no re-laid-out weights
+    source = generate(exe.program, exe.serial_work).source if getattr(exe, "relaid", None) else exe.gen.source
+    (src / "program.c").write_text(source, encoding="utf-8")
     (src / "model_data.h").write_text(render_model_data(exe, lay, pack, default_threads, table), encoding="utf-8")
     for name in ("runtime.c", HEADER_NAME):
         shutil.copyfile(LIB_TEMPLATES / name, src / name)
