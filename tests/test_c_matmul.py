@@ -43,7 +43,7 @@ void q8k(const float *x, int64_t n, int perm, block_q8_K *fast, block_q8_K *ref)
 }
 """
 # ubsan: native, undefined-behaviour sanitizer
-BUILDS = ("native", "icelake-server", "skylake-avx512", "haswell", "znver2", "x86-64", "ubsan")
+BUILDS = ("native", "icelake-server", "skylake-avx512", "haswell", "znver2", "znver3", "x86-64", "ubsan")
 WFLAGS = ("-Wall", "-Wextra", "-Werror")
 # ISA macros of extensions gcc only emits through their own intrinsics, which matmul.h does not use
 # (system, crypto, random-number, cache-control instructions): a host without them (a VM hiding MWAITX,
