@@ -3,7 +3,7 @@ which reproduces ggml's CPU mul_mat (x86 activation quantization, integer block 
 
 matmul.h is compiled into a tiny shared library several times: -march=native (AVX-512 VNNI where the
 machine has it), -march=icelake-server (AVX-512 VNNI), -march=skylake-avx512 (AVX-512 float kernels next
-to the AVX2 integer ones: no VNNI), -march=haswell and -march=znver2 (AVX2 + FMA + F16C) and
+to the AVX2 integer ones: no VNNI), -march=haswell, -march=znver2 and -march=znver3 (AVX2 + FMA + F16C) and
 -march=x86-64 (portable scalar), each at -O3 with -Wall -Wextra -Werror, and once with the
 undefined-behaviour sanitizer. Every build is compiled on every host (test_build_warning_free: a warning
 under a tier this CPU lacks still fails here); the numeric tests run for the builds this CPU can execute
