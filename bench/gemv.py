@@ -119,9 +119,7 @@ def graphc_time(raws: list[np.ndarray], wtype: str, K: int, N: int, x: np.ndarra
     rb = t.row_bytes(K)
     type_id, mats = t.id, raws
     if wtype in repack.C_TYPE and N % 8 == 0:
-        relayout = {"q4_0": repack.relayout_q4_0_x8, "q4_K": repack.relayout_q4_K_x8,
-                    "q6_K": repack.relayout_q6_K_x8}[wtype]
-        type_id, mats = repack.C_TYPE[wtype], [relayout(r, N, K) for r in raws]
+        type_id, mats = repack.C_TYPE[wtype], [repack.RELAYOUT[wtype](r, N, K) for r in raws]
     ws = (GcTensor * len(raws))(*[tensor(r.ctypes.data, type_id, (K, N), t.size, rb) for r in mats])
     xt = tensor(x.ctypes.data, 0, (K, M), 4, 4 * K)
     out = np.empty((M, N), np.float32)

@@ -335,8 +335,7 @@ def test_k_quant_x8_relayout(lib, rng, wtype, K, N, M, nth):
     from graphc.targets.c import repack
     raw = random_weights(rng, wtype, N, K)
     x = rng.standard_normal((1, 1, M, K), dtype=np.float32)
-    relayout = {"q4_K": repack.relayout_q4_K_x8, "q6_K": repack.relayout_q6_K_x8}[wtype]
-    w = relayout(raw, N, K).reshape(1, 1, N, -1)
+    w = repack.RELAYOUT[wtype](raw, N, K).reshape(1, 1, N, -1)
     got = run_c(lib, w, wtype, K, x, "f32", nth, type_id=repack.C_TYPE[wtype], row_bytes=get_type(wtype).row_bytes(K))
     want = expected(raw.reshape(1, 1, N, -1), wtype, x)
     assert np.all(np.isfinite(got)) and nmse(got, want) <= NMSE_Q, nmse(got, want)

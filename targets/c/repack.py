@@ -117,6 +117,9 @@ def relayout_q6_K_x8(raw: np.ndarray, n_rows: int, k: int) -> np.ndarray:
     return out.reshape(-1)
 
 
+RELAYOUT = {"q4_0": relayout_q4_0_x8, "q4_K": relayout_q4_K_x8, "q6_K": relayout_q6_K_x8}   # by type name
+
+
 def relaid_nbytes(t: Tensor) -> int:
     """Bytes of t in its 8-row layout."""
     if t.type.name == "q4_K":
@@ -206,8 +209,7 @@ def _load_or_make(t: Tensor, key: str) -> np.ndarray:
                 return arr
         except OSError:
             pass                     # unreadable: made again below
-    relayout = {"q4_0": relayout_q4_0_x8, "q4_K": relayout_q4_K_x8, "q6_K": relayout_q6_K_x8}[t.type.name]
-    arr[:] = relayout(_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
+    arr[:] = RELAYOUT[t.type.name](_source_bytes(t)[:nbytes], t.ne[1], t.ne[0])
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
