@@ -181,7 +181,10 @@ def _groups(ivs: dict[int, Interval], inplace: dict[int, int], align: int) -> di
     return groups
 
 
-def _best_fit_online(ivs: dict[int, Interval], inplace: dict[int, int], align: int) -> tuple[dict[int, int], int]:
+def _best_fit_online(ivs: dict[int, Interval], inplace: dict[int, int], align: int,
+                     largest_first: bool = False) -> tuple[dict[int, int], int]:
+    """ggml's order: tensors allocated as kernels create them; `largest_first` takes the tensors born at the
+    same kernel biggest first (the small ones then fill what the big ones leave)."""
     fl = _FreeList()
     offsets: dict[int, int] = {}
     block: dict[int, tuple[int, int]] = {}      # id(root) -> (offset, aligned size) it owns
@@ -191,6 +194,8 @@ def _best_fit_online(ivs: dict[int, Interval], inplace: dict[int, int], align: i
         events.setdefault(iv.last, ([], []))[1].append(iv)
     for ki in sorted(events):
         born, dying = events[ki]
+        if largest_first:
+            born = sorted(born, key=lambda iv: -iv.size)
         for iv in born:
             rid = id(iv.root)
             if rid in inplace:                  # take over the source's whole block; it is not freed
@@ -246,6 +251,12 @@ def _greedy_by_size(ivs: dict[int, Interval], inplace: dict[int, int], align: in
     return offsets, high
 
 
+# Every packer is a heuristic that some interval sets defeat; the plan keeps the smallest arena of all of them.
+PACKERS = (("best-fit", _best_fit_online),
+           ("best-fit largest-first", lambda ivs, inplace, align: _best_fit_online(ivs, inplace, align, True)),
+           ("greedy-by-size", _greedy_by_size))
+
+
 def _lower_bound(ivs: dict[int, Interval], inplace: dict[int, int]) -> int:
     """max over kernels of the bytes live there; an in-place result shares its source's bytes where it starts."""
     if not ivs:
@@ -267,8 +278,7 @@ def plan(program: Program, align: int = ALIGN) -> Program:
     t0 = time.perf_counter()
     ivs = liveness(program)
     inplace = _find_inplace(program, ivs)
-    candidates = [("best-fit", *_best_fit_online(ivs, inplace, align)),
-                  ("greedy-by-size", *_greedy_by_size(ivs, inplace, align))]
+    candidates = [(name, *packer(ivs, inplace, align)) for name, packer in PACKERS]
     how, offsets, size = min(candidates, key=lambda c: c[2])
     program.plan = ArenaPlan(offsets=offsets, size=size, lower_bound=_lower_bound(ivs, inplace),
                              naive=sum(iv.size for iv in ivs.values()), inplace=inplace, align=align)
