@@ -85,10 +85,12 @@ def reference(tmp_path_factory, seed):
     return get
 
 
-def check(got: np.ndarray, want: np.ndarray, wtype: str, what: str) -> None:
+def check(got: np.ndarray, want: np.ndarray, wtype: str, what: str, top1: bool = True) -> None:
     e = nmse(got, want)
     bound = F32_NMSE if wtype == "f32" else QUANT_NMSE
     assert e <= bound, f"{what}: NMSE {e:.3e} > {bound}"
+    if not top1:
+        return
     rms = np.sqrt(np.mean((got.astype(np.float64) - want) ** 2, axis=1))      # per position: errors cluster
     top2 = np.sort(want, axis=1)[:, -2:]
     decisive = (top2[:, 1] - top2[:, 0]) > 8 * rms
@@ -97,13 +99,14 @@ def check(got: np.ndarray, want: np.ndarray, wtype: str, what: str) -> None:
     assert bad.size == 0, f"{what}: top-1 differs at positions {bad.tolist()} (NMSE {e:.2e})"
 
 
-def run_parity(ref: Reference, target: str, wtype: str, **opts) -> np.ndarray:
-    """Check prefill and decode against llama.cpp; returns graphc's logits for all 32 positions."""
+def run_parity(ref: Reference, target: str, wtype: str, top1: bool = True, **opts) -> np.ndarray:
+    """Check prefill and decode against llama.cpp; returns graphc's logits for all 32 positions.
+    top1=False: NMSE only (for numerics that do not follow ggml's; the caller checks top-1 elsewhere)."""
     m = load_gguf(ref.path, target=target, n_ctx=N_CTX, n_batch=N_PROMPT, n_threads=2, **opts)
     pre = m.logits(ref.prompt)
-    check(pre, ref.prefill, wtype, f"{target} prefill")
+    check(pre, ref.prefill, wtype, f"{target} prefill", top1)
     dec = np.concatenate([m.logits([t]) for t in ref.tokens])
-    check(dec, ref.decode, wtype, f"{target} decode")
+    check(dec, ref.decode, wtype, f"{target} decode", top1)
     assert m.n_past == N_PROMPT + N_DECODE
     assert list(m.modules) == [(1, N_CTX, False), (N_PROMPT, N_CTX, False)]
     return np.concatenate([pre, dec])
@@ -148,8 +151,16 @@ def test_parity_triton(reference, arch, wtype):
     """The same on the Triton target: Triton's interpreter on the CPU in CI (a CUDA GPU where there is one);
     weights and the KV cache stay in its buffers across graphs."""
     ref = reference(arch, wtype)
-    got = run_parity(ref, "triton", wtype)
-    if wtype == "f32":
+    quantized = wtype != "f32"
+    got = run_parity(ref, "triton", wtype, top1=not quantized)
+    if quantized:
+        # Triton multiplies the dequantized weights by f32 activations (ref's "dequant" mode) where ggml
+        # quantizes the activations to 8 bits: NMSE ~1.5e-4 from llama.cpp, too much noise for its top-1 test
+        # on some random models; top-1 and a tight bound hold against ref's dequant mode, same numerics
+        dq = load_gguf(ref.path, target="ref", n_ctx=N_CTX, n_batch=N_PROMPT, quant_matmul="dequant")
+        want = np.concatenate([dq.logits(ref.prompt)] + [dq.logits([t]) for t in ref.tokens])
+        check(got, want, "f32", "triton vs ref dequant")
+    else:
         check_all_decode(ref, "triton", got)
 
 
