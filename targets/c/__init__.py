@@ -10,7 +10,9 @@ Options: n_threads (default os.cpu_count()), march ("native"), openmp (True), ex
 sanitize (False: ASan+UBSan; loading needs libasan preloaded),
 state_buffers (None: {state name: uint8 buffer} shares state with another executable), serial_work
 (codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all),
-repack (True: q4_0 / q4_K matmul weights re-laid out in 8-row groups at load, targets/c/repack.py).
+repack (True: q4_0 / q4_K matmul weights re-laid out in 8-row groups at load, targets/c/repack.py),
+split_kernels (True: link to the shared, cached kernel library instead of compiling the kernels into the
+program; targets/c/build.py).
 """
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
                  state_buffers: "dict[str, np.ndarray] | None" = None,
-                 serial_work: int = SERIAL_WORK, repack: bool = True):
+                 serial_work: int = SERIAL_WORK, repack: bool = True, split_kernels: bool = True):
         if n_threads is None:
             n_threads = os.cpu_count() or 1
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
@@ -92,7 +94,7 @@ class CExecutable(MemoryIO):
         self.gen = generate(self.program, serial_work,           # Unsupported before any build
                             {id(t): crepack.C_TYPE[t.type.name] for t in relaid})
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
-                                  extra_cflags=tuple(extra_cflags))
+                                  extra_cflags=tuple(extra_cflags), split=bool(split_kernels))
         self._lib = cbuild.load(self.built.path)
         ffi = cbuild.ffi()
 
@@ -115,7 +117,7 @@ class CExecutable(MemoryIO):
                 self.mem.bind_external(n, self.arena[off:off + n.nbytes])
         self._bind_leaf_data()                                # weights: C reads file mappings in place
         # re-laid-out weights: only the C code sees them; reads (and emit_lib's weights pack) keep the file's bytes
-        relaid_bufs = {id(t): crepack.relaid(t) for t in relaid}
+        relaid_bufs = dict(zip((id(t) for t in relaid), crepack.relaid_all(relaid)))
         roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
         self._keep: list[Any] = list(relaid_bufs.values())
         ptrs = []

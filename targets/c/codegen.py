@@ -12,6 +12,7 @@ Tensor names appear only in escaped comments; T[i] is row i of the argument tabl
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,10 +143,16 @@ class CPrinter(CStyle):
         return Generated(src, low.args, low.temp_size, low.checked, headers, low.buffers)
 
 
-def _template():
+@functools.lru_cache(maxsize=None)
+def template(name: str) -> "jinja2.Template":
+    """A template of kernels/c/ (our own files: a plain environment; no text from a graph reaches one)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KERNELS)), keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, autoescape=False)
-    return env.get_template("program.c.j2")
+    return env.get_template(name)
+
+
+def _template():
+    return template("program.c.j2")
 
 
 def print_program(low: LoweredProgram, serial_work: int = SERIAL_WORK,

@@ -135,16 +135,38 @@ class _Relaid(np.ndarray):
     """An ndarray subclass only so that the process-wide table can hold it weakly."""
 
 
+_making: dict[str, threading.Lock] = {}      # key -> the lock of the thread making it (others wait on it)
+
+
 def relaid(t: Tensor) -> np.ndarray:
-    """The GC_Q4_0X8 bytes of weight t (read-only), made or found once per process and cache."""
+    """The re-laid-out bytes of weight t (read-only), made or found once per process and cache. Threads may
+    ask at once (relaid_all): one makes each key, the others wait for that one key only."""
     key = _key(t)
     with _lock:
         arr = _made.get(key)
+        if arr is not None:
+            return arr
+        mine = _making.setdefault(key, threading.Lock())
+    with mine:
+        with _lock:
+            arr = _made.get(key)
         if arr is None:
             arr = _load_or_make(t, key).view(_Relaid)
             arr.flags.writeable = False
-            _made[key] = arr
+            with _lock:
+                _made[key] = arr
+                _making.pop(key, None)
     return arr
+
+
+def relaid_all(tensors: "list[Tensor]") -> list[np.ndarray]:
+    """relaid() of each, on a thread per core: reading (or making) and checking the bytes release the GIL,
+    and a model's start-up reads hundreds of MB of them."""
+    if len(tensors) < 2:
+        return [relaid(t) for t in tensors]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(len(tensors), os.cpu_count() or 1)) as pool:
+        return list(pool.map(relaid, tensors))
 
 
 def _source_bytes(t: Tensor) -> np.ndarray:
@@ -194,6 +216,20 @@ def _anonymous(nbytes: int) -> np.ndarray:
     return np.frombuffer(m, dtype=np.uint8, count=nbytes)
 
 
+def _read_checked(path: Path, arr: np.ndarray, chunk: int = 4 << 20) -> str:
+    """Read the file into arr, hashing each chunk while it is still in cache; the SHA-256 hex digest (of
+    what was read: a short file gives another digest)."""
+    h, mv, pos = hashlib.sha256(), memoryview(arr), 0
+    with open(path, "rb", buffering=0) as f:
+        while pos < len(mv):
+            n = f.readinto(mv[pos:pos + chunk])
+            if not n:
+                break
+            h.update(mv[pos:pos + n])
+            pos += n
+    return h.hexdigest()
+
+
 def _load_or_make(t: Tensor, key: str) -> np.ndarray:
     nbytes = t.ne[1] * t.nb[1]
     d = cache_dir()
@@ -203,9 +239,7 @@ def _load_or_make(t: Tensor, key: str) -> np.ndarray:
     if path is not None and path.is_file() and path.stat().st_size == size:
         digest = path.with_suffix(".sha256")
         try:
-            with open(path, "rb") as f:
-                ok = f.readinto(memoryview(arr)) == size
-            if ok and digest.is_file() and digest.read_text().strip() == hashlib.sha256(memoryview(arr)).hexdigest():
+            if digest.is_file() and _read_checked(path, arr) == digest.read_text().strip():
                 return arr
         except OSError:
             pass                     # unreadable: made again below
