@@ -12,9 +12,11 @@ damaged file is one ParseError naming the file and the byte offset.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -158,11 +160,36 @@ def _read_value(c: _Cursor, vt_raw: int, key: str, depth: int = 0) -> tuple[Any,
         raise c.fail(f"metadata {key!r}: arrays nested deeper than {MAX_NESTING}", at)
     # strings and arrays take at least 8 (12) bytes each: check the count fits before looping
     c.need(count * (8 if et == ValueType.STRING else 12), f"metadata {key!r} array of {count} {et.name}")
+    if et == ValueType.STRING:
+        return _strings(c, count, key), et
     out = []
     for _ in range(count):
         v, _sub = _read_value(c, et, key, depth + 1)
         out.append(v)
     return out, et
+
+
+_U64 = struct.Struct("<Q").unpack_from
+
+
+def _strings(c: _Cursor, count: int, key: str) -> list[str]:
+    """An array of `count` strings: c.string's checks in one tight loop (a vocabulary holds 10^5 of them)."""
+    mv, pos, size, out = c.mv, c.pos, c.size, [""] * count
+    for i in range(count):
+        if pos + 8 > size:
+            c.pos = pos
+            raise c.fail(f"length of metadata {key!r} string {i} needs 8 bytes, only {size - pos} left in the "
+                         f"{size}-byte file")
+        n = _U64(mv, pos)[0]
+        if n > MAX_STRING or pos + 8 + n > size:
+            raise c.fail(f"metadata {key!r} string {i} is {n} bytes long, past the end of the {size}-byte file"
+                         if n <= MAX_STRING else
+                         f"metadata {key!r} string {i} is {n} bytes long, over the limit of {MAX_STRING}", pos)
+        pos += 8
+        out[i] = str(mv[pos:pos + n], "utf-8", "surrogateescape")
+        pos += n
+    c.pos = pos
+    return out
 
 
 class GGUFFile:
@@ -297,6 +324,40 @@ class GGUFFile:
 
 def read_gguf(path: "str | os.PathLike[str]") -> GGUFFile:
     return GGUFFile(path)
+
+
+class _SharedGGUFFile(GGUFFile):
+    """A GGUFFile that open_gguf hands to several readers: close() leaves it open for the others."""
+
+    def close(self) -> None:
+        pass
+
+
+_SHARED: "collections.OrderedDict[tuple, GGUFFile]" = collections.OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_FILES = 4               # parsed files kept (a vocabulary's strings can take tens of MB)
+
+
+def open_gguf(path: "str | os.PathLike[str]") -> GGUFFile:
+    """The parsed file, shared in this process while it is unchanged (same path, inode, size and mtime):
+    a model's loader, its tokenizer and every graph it compiles read the metadata once. Do not mutate it."""
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return GGUFFile(path)              # GGUFFile says what is wrong
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    with _SHARED_LOCK:
+        f = _SHARED.get(key)
+        if f is not None:
+            _SHARED.move_to_end(key)
+            return f
+    f = _SharedGGUFFile(path)
+    with _SHARED_LOCK:
+        _SHARED[key] = f
+        while len(_SHARED) > SHARED_FILES:
+            _SHARED.popitem(last=False)
+    return f
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from graphc.errors import ParseError
-from graphc.frontends.gguf import GGUFFile
+from graphc.frontends.gguf import GGUFFile, open_gguf
 
 ARCHS = ("llama", "qwen2", "gemma3")
 ROPE_NORMAL, ROPE_NEOX = 0, 2
@@ -85,7 +85,7 @@ class LLMConfig:
 
     @classmethod
     def from_gguf(cls, path: "str | os.PathLike[str]") -> "LLMConfig":
-        with GGUFFile(path) as f:
+        with open_gguf(path) as f:
             return cls.from_file(f)
 
     @classmethod

@@ -80,8 +80,8 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, path_or_reader: Any) -> "Tokenizer":
         """From a GGUF path or an open graphc.frontends.gguf.GGUFFile (only metadata is read)."""
-        from graphc.frontends.gguf import GGUFFile
-        g = path_or_reader if isinstance(path_or_reader, GGUFFile) else GGUFFile(path_or_reader)
+        from graphc.frontends.gguf import GGUFFile, open_gguf
+        g = path_or_reader if isinstance(path_or_reader, GGUFFile) else open_gguf(path_or_reader)
         return cls(g.metadata, g.path, g.value_types)
 
     @classmethod
