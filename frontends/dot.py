@@ -17,7 +17,7 @@ import binascii
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -121,33 +121,45 @@ class _Rec:
 # entry points
 # =====================================================================================
 
-def load(path: "str | os.PathLike[str]", hints: Any = None) -> Graph:
+def load(path: "str | os.PathLike[str]", hints: Any = None, inputs: "Iterable[str] | None" = None,
+         outputs: "Iterable[str] | None" = None) -> Graph:
     """Read a .dot file (ggml dump or graphc's own). hints: a hints file, a dict, or None for the
-    sidecar `<path>.hints` when it exists."""
-    return load_with_report(path, hints)[0]
+    sidecar `<path>.hints` when it exists. inputs / outputs (ggml dumps): the input leafs and output
+    nodes by name; with inputs given, every other leaf without a role hint that is not state or an
+    integer constant is a param (weights), not an input."""
+    return load_with_report(path, hints, inputs, outputs)[0]
 
 
-def load_with_report(path: "str | os.PathLike[str]", hints: Any = None) -> tuple[Graph, list[str]]:
+def load_with_report(path: "str | os.PathLike[str]", hints: Any = None, inputs: "Iterable[str] | None" = None,
+                     outputs: "Iterable[str] | None" = None) -> tuple[Graph, list[str]]:
     """Like load, also returning what was inferred or taken by convention, one line each."""
     path = os.fspath(path)
     try:
         text = read_text(path)
     except OSError as e:
         raise ParseError(f"cannot read: {e.strerror or e}", path) from None
-    return loads_with_report(text, path, load_hints(hints, path), _stem(path))
+    return loads_with_report(text, path, load_hints(hints, path), _stem(path), inputs, outputs)
 
 
 def loads(text: str, file: str | None = None, hints: Any = None) -> Graph:
     return loads_with_report(text, file, hints)[0]
 
 
-def loads_with_report(text: str, file: str | None = None, hints: Any = None,
-                      default_name: str = "") -> tuple[Graph, list[str]]:
+def loads_with_report(text: str, file: str | None = None, hints: Any = None, default_name: str = "",
+                      inputs: "Iterable[str] | None" = None,
+                      outputs: "Iterable[str] | None" = None) -> tuple[Graph, list[str]]:
     h = hints if isinstance(hints, Hints) else load_hints(hints, None)
     dg = parse(text, file)
     if "graphc_version" in dg.attrs:
+        if inputs is not None or outputs is not None:
+            raise ParseError("a .dot written by graphc records its inputs and outputs; inputs= and outputs= "
+                             "are for ggml dumps", file)
         return _GraphcReader(dg, file).read(), []
-    return _GgmlReader(dg, file, h, default_name).read()
+    return _GgmlReader(dg, file, h, default_name, _names(inputs), _names(outputs)).read()
+
+
+def _names(names: "Iterable[str] | None") -> list[str] | None:
+    return None if names is None else [names] if isinstance(names, str) else [str(n) for n in names]
 
 
 def _stem(path: str) -> str:
@@ -173,8 +185,10 @@ _NAME_TOKEN = re.compile(r"[A-Za-z0-9]+")
 
 
 class _GgmlReader:
-    def __init__(self, dg: DotGraph, file: str | None, hints: Hints, default_name: str):
+    def __init__(self, dg: DotGraph, file: str | None, hints: Hints, default_name: str,
+                 inputs: list[str] | None = None, outputs: list[str] | None = None):
         self.dg, self.file, self.h, self.default_name = dg, file, hints, default_name
+        self.inputs, self.outputs = inputs, outputs        # roles named by the caller (None: inferred)
         self.report: list[str] = []
         self.issues: list[str] = []
         self.made: dict[str, Tensor] = {}          # dot id -> tensor (placeholders for unresolved nodes)
@@ -658,6 +672,7 @@ class _GgmlReader:
         written = {id(n.view_src) for n in out_nodes if n.op in ("cpy", "set_rows") and n.view_src is not None}
         consumed = {id(s) for n in out_nodes for s in n.src if s is not None}
         by: dict[str, list[str]] = {}
+        self.check_named(out_leafs, out_nodes)
         for r, t in zip(leafs, out_leafs):
             hint = self.h.tensor("leaf", r.index, r.name)
             role = hint.get("role")
@@ -673,6 +688,14 @@ class _GgmlReader:
             elif id(t) in written:
                 t.flags |= Flag.STATE
                 by.setdefault("state (a cpy/set_rows writes into it)", []).append(t.name)
+            elif self.inputs is not None and t.name in self.inputs:
+                t.flags |= Flag.INPUT
+                by.setdefault("inputs (named in inputs=)", []).append(t.name)
+            elif self.inputs is not None and not (r.values is not None and self.const_data(t, r, by)):
+                t.flags |= Flag.PARAM
+                by.setdefault("params (not named in inputs=)", []).append(t.name)
+            elif self.inputs is not None:
+                pass                                # an integer constant (const_data bound it)
             elif t.type.is_quantized:
                 t.flags |= Flag.PARAM
                 by.setdefault("params (quantized: weights)", []).append(t.name)
@@ -701,6 +724,8 @@ class _GgmlReader:
             if bad:
                 raise self.error(f"node {t.name!r}: role {bad[0]} is for leafs only", r.line if r else None)
             want = hint.get("output", True if "output" in roles else (False if "none" in roles else None))
+            if want is None and self.outputs is not None:
+                want = t.name in self.outputs
             if want is None:
                 want = id(t) not in consumed and r is not None
                 if want:
@@ -709,6 +734,17 @@ class _GgmlReader:
                 t.flags |= Flag.OUTPUT
         if outs:
             self.report.append(f"outputs (nodes nothing consumes): {', '.join(map(repr, outs))}")
+
+    def check_named(self, out_leafs: list[Tensor], out_nodes: list[Tensor]) -> None:
+        """Names given as inputs= must be leafs of the dump, names given as outputs= nodes."""
+        leaf_names, node_names = {t.name for t in out_leafs}, {t.name for t in out_nodes}
+        for what, names, want, other in (("inputs", self.inputs, leaf_names, node_names),
+                                         ("outputs", self.outputs, node_names, leaf_names)):
+            for nm in names or ():
+                if nm not in want:
+                    kind = ("a leaf" if what == "outputs" else "a node") if nm in other else None
+                    raise self.error(f"{what} must be {'leafs' if what == 'inputs' else 'nodes'}; {nm!r} is {kind}"
+                                     if kind else f"the dump has no tensor named {nm!r}")
 
     def const_data(self, t: Tensor, r: _Rec, by: dict) -> bool:
         """Printed values are exact only for integer leafs (`%d`); those become constant data."""

@@ -38,7 +38,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.builder import GraphBuilder
-from graphc.errors import GraphError, ParseError
+from graphc.errors import EraWarning, GraphError, ParseError
 from graphc.ir import MAX_DIMS, Flag, Graph, Tensor, nbytes, new_tensor
 from graphc.types import TYPES, GGMLType
 from graphc.verify import MAX_ELEMENTS, verify
@@ -176,6 +176,13 @@ class _Reader:
         for nm in sorted(self.inputs) + list(self.outputs or []):
             if nm not in names:
                 raise self.fail(HEADER, f"the file has no tensor named {nm!r}")
+        leaf_names = {r.name for r in walked[0][1] if r.kind == "leaf"}
+        for nm in sorted(self.inputs - leaf_names):
+            raise self.fail(HEADER, f"inputs must be leafs; {nm!r} is a node (computed by the graph)")
+        node_names = {r.name for r in walked[0][1] if r.kind == "node"}
+        for nm in self.outputs or []:
+            if nm not in node_names:
+                raise self.fail(HEADER, f"outputs must be nodes; {nm!r} is a leaf")
         results: dict[tuple, tuple[Graph, list[np.ndarray], list[Era]]] = {}
         best = None
         for members, recs in walked:
@@ -207,10 +214,10 @@ class _Reader:
                                     f"{', '.join(e.commit for e in matched)}; " + "; ".join(alternatives)
                             + "); pass era=<commit>")
         if others:   # never silently: the choice of era changes what the file means
-            warnings.warn(f"{self.path}: the file fits ggml eras that read it differently; took the newest "
-                          f"({matched[-1].commit}); "
-                          "others: " + "; ".join(alternatives) + " (pass era=<commit> or strict=True)",
-                          stacklevel=3)
+            what = (f"{self.path}: the file fits ggml eras that read it differently; took the newest "
+                    f"({matched[-1].commit}); others: " + "; ".join(alternatives))
+            warnings.warn(EraWarning(f"{what} (pass era=<commit> or strict=True)",
+                                     cli=f"{what} (pick one with --era COMMIT)"), stacklevel=3)
         matched.sort(key=lambda e: e.index)
         info = LoadInfo(self.path, version, matched[-1].layout.describe(), matched[-1].name,
                         [e.name for e in matched], n_leafs, n_nodes, size_eval, self.mm,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from graphc.errors import ParseError
 from graphc.ir import Graph
@@ -24,16 +24,21 @@ class Format:
     loader: str | None = None         # "module:function" taking a path, returning a Graph
     writer: str | None = None         # "module:function" taking (graph, path)
     text: bool = False                # magic is matched after leading whitespace
+    hint: str | None = None           # for a format without a loader: what to do with such a file instead
+    options: tuple[str, ...] = ()     # keyword options the loader takes besides the path (load_graph passes them)
 
 
 FORMATS: list[Format] = [
     Format("graph text", (".graph",), magic=b"graphc ", loader="graphc.frontends.graph_text:load",
            writer="graphc.frontends.graph_text:dump", text=True),
     Format("ggml graph export", (".ggml",), magic=b"lmgg",           # 0x67676d6c little-endian
-           loader="graphc.frontends.ggml_binary:load"),
-    Format("GGUF model", (".gguf",), magic=b"GGUF"),
+           loader="graphc.frontends.ggml_binary:load", options=("inputs", "outputs", "era", "strict")),
+    Format("GGUF model", (".gguf",), magic=b"GGUF",
+           hint="a GGUF model, not a graph file: 'graphc inspect FILE --graph' shows the decode graph graphc "
+                "builds for it, 'graphc convert FILE -o decode.graph' writes that graph (weights bound to FILE), "
+                "'graphc generate' and 'graphc bench' run the model"),
     Format("GraphViz dot dump", (".dot", ".gv"), magic=b"digraph", loader="graphc.frontends.dot:load",
-           writer="graphc.frontends.dot_write:dump", text=True),
+           writer="graphc.frontends.dot_write:dump", text=True, options=("inputs", "outputs", "hints")),
 ]
 
 
@@ -49,7 +54,8 @@ def _resolve(ref: str) -> Callable:
 
 def detect(path: str) -> Format | None:
     """The format of `path`: magic bytes win over the extension (a misnamed .graph that is really a
-    ggml export is read as a ggml export)."""
+    ggml export is read as a ggml export). A binary format is known by its magic alone (a text file
+    named .gguf is no GGUF model); text formats also by their extension (a header may follow comments)."""
     with open(path, "rb") as f:
         head = f.read(64)
     for fmt in FORMATS:
@@ -60,7 +66,7 @@ def detect(path: str) -> Format | None:
             return fmt
     ext = os.path.splitext(path)[1].lower()
     for fmt in FORMATS:
-        if ext in fmt.extensions:
+        if ext in fmt.extensions and (fmt.text or fmt.magic is None):
             return fmt
     return None
 
@@ -76,21 +82,68 @@ def known_extensions(readable: bool = True) -> list[str]:
     return [e for f in FORMATS if (f.loader if readable else f.writer) for e in f.extensions]
 
 
-def load_graph(path: "str | os.PathLike[str]") -> Graph:
-    """Read a graph file in any supported format."""
+# what each loader option is for (messages); graphc.load_graph documents them
+OPTION_USE = {"inputs": "names the input leafs", "outputs": "names the output nodes",
+              "era": "picks the ggml era", "strict": "refuses a file that fits several ggml eras",
+              "hints": "gives a ggml dot dump's hints"}
+
+
+def load_graph(path: "str | os.PathLike[str]", **options: Any) -> Graph:
+    """Read a graph file in any supported format. options: the loader's keyword options (Format.options:
+    inputs, outputs, era, strict for ggml exports; inputs, outputs, hints for dot dumps); None means not
+    given. One the file's format does not take is a ParseError that says which formats take it."""
     path = os.fspath(path)
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(options) - set(OPTION_USE))
+    if unknown:
+        raise ParseError(f"unknown graph reading option {unknown[0]!r} (known: {', '.join(OPTION_USE)})", path)
     _check_file(path)
     try:
         fmt = detect(path)
     except OSError as e:
         raise ParseError(f"cannot read: {e.strerror or e}", path) from None
     if fmt is None:
+        _not_what_it_says(path)
         raise ParseError(f"unknown graph format (extension {os.path.splitext(path)[1] or 'none'!r}, no known "
                          f"magic bytes); readable formats: {', '.join(known_extensions())}", path)
     if fmt.loader is None:
+        if fmt.hint:
+            raise ParseError(fmt.hint, path)
         raise ParseError(f"detected a {fmt.name}, which graphc cannot read yet; readable formats: "
                          f"{', '.join(known_extensions())}", path)
-    return _resolve(fmt.loader)(path)
+    _check_options(path, fmt, options)
+    return _resolve(fmt.loader)(path, **options)
+
+
+def _check_options(path: str, fmt: Format, options: dict[str, Any]) -> None:
+    """A loader option the format does not take: one error saying which formats take it."""
+    for key in options:
+        if key in fmt.options:
+            continue
+        takers = [f for f in FORMATS if f.loader and key in f.options]
+        where = " and ".join(f"{f.name}s ({', '.join(f.extensions)})" for f in takers) or "no format"
+        why = (" (this file records its inputs and outputs itself)" if key in ("inputs", "outputs") and fmt.writer
+               else "")
+        raise ParseError(f"{key}= {OPTION_USE[key]} of {where} only; this file's format is '{fmt.name}'{why}",
+                         path)
+
+
+def _not_what_it_says(path: str) -> None:
+    """A file that no magic matched: one error saying what it is when its extension names a binary
+    format (a renamed text file) or when it is a checkpoint rather than a graph."""
+    from graphc.filekind import KINDS, describe_head, head, sniff
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        kind, data = sniff(path), head(path)
+    except OSError:
+        return
+    if kind in ("safetensors", "pth"):
+        raise ParseError(f"{KINDS[kind]}, not a graph file ('graphc generate' and 'graphc bench' run RWKV-4 "
+                         f"checkpoints)", path)
+    for fmt in FORMATS:
+        if ext in fmt.extensions and fmt.magic is not None and not fmt.text:
+            raise ParseError(f"not a {fmt.name} (no {fmt.magic.decode('latin-1')!r} magic at its start): "
+                             f"{describe_head(data)}", path)
 
 
 def save_graph(graph: Graph, path: "str | os.PathLike[str]") -> None:

@@ -117,7 +117,12 @@ def read_checkpoint(path: "str | os.PathLike[str]") -> Checkpoint:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ParseError("no such file" if not os.path.exists(path) else "not a file", path)
-    tensors = _read_safetensors(path) if path.lower().endswith(".safetensors") else _read_torch(path)
+    from graphc.filekind import sniff
+    try:
+        safetensors = sniff(path) == "safetensors"        # by the bytes, not the name
+    except OSError as e:
+        raise ParseError(f"cannot read: {e.strerror or e}", path) from None
+    tensors = _read_safetensors(path) if safetensors else _read_torch(path)
     return Checkpoint(path, check(tensors, path), tensors)
 
 

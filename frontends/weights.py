@@ -35,7 +35,7 @@ from graphc.errors import CompileError, ParseError
 from graphc.ir import Tensor, pad_ne
 from graphc.types import TYPES, GGMLType
 
-from .gguf import GGUFFile
+from .gguf import open_gguf
 from .safetensors import DTYPES as ST_DTYPES, SafetensorsFile
 
 _NP_TYPES = {np.dtype(t.np_dtype).str.lstrip("<|>"): t for t in TYPES.values() if t.np_dtype}  # "f4" -> f32
@@ -122,7 +122,7 @@ class GGUFWeights(_MappedFile):
 
     def __init__(self, path: str):
         super().__init__(path)
-        self.file = GGUFFile(path)
+        self.file = open_gguf(path)     # shared: a model compiling several graphs parses it once
 
     def info(self, name: str) -> tuple[GGMLType, tuple[int, int, int, int]]:
         e = self.file.tensors[name]
@@ -186,11 +186,24 @@ class _NumpyWeights(WeightFile):
         return a.reshape(-1).view(np.uint8)
 
 
+def _check_magic(path: str, magic: bytes, what: str) -> None:
+    """A file named like a numpy file that does not start like one: say what it is instead."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise ParseError(f"cannot read: {e.strerror or e}", path) from None
+    if not head.startswith(magic):
+        from graphc.filekind import describe_head
+        raise ParseError(f"not a {what} file: {describe_head(head)}", path)
+
+
 class NpyWeights(_NumpyWeights):
     kind = "npy"
 
     def __init__(self, path: str):
         super().__init__(path)
+        _check_magic(path, b"\x93NUMPY", ".npy")
         try:
             self._arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:    # bad header, object dtype, short file
@@ -224,6 +237,7 @@ class NpzWeights(_NumpyWeights):
 
     def __init__(self, path: str):
         super().__init__(path)
+        _check_magic(path, b"PK", ".npz (zip)")
         try:
             self._zip = zipfile.ZipFile(path)
             self._members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i
@@ -332,6 +346,8 @@ def open_weights(path: "str | os.PathLike[str]") -> WeightFile:
     """Open a weight file; CompileError for a missing file or an unknown format, ParseError for damage."""
     path = os.fspath(path)
     known = os.path.splitext(path)[1].lower() in _BY_EXT
+    if os.path.isdir(path):
+        raise CompileError(f"weights file {path}: a directory, not a file")
     if known and not os.path.isfile(path):
         raise CompileError(f"weights file {path}: no such file")
     cls = weights_format(path) if os.path.isfile(path) else None

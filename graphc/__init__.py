@@ -12,17 +12,27 @@ from . import errors, types
 from .api import DEFAULT_TARGET, Module, TensorInfo, compile, load
 from .builder import Builder, GraphBuilder
 from .custom import register_custom_op, unregister_custom_op
-from .errors import CompileError, GraphcError, GraphError, ParseError, RunError
+from .errors import (CompileError, ContextOverflow, EraWarning, GraphcError, GraphcWarning, GraphError, ParseError,
+                     RunError)
 from .ir import Flag, Graph, Tensor, WeightRef
 from .types import GGMLType, get_type
 from .verify import verify
 from .version import __version__
 
 
-def load_graph(path) -> Graph:
-    """Read a graph file; the format is detected from its magic bytes or extension."""
+def load_graph(path, inputs=None, outputs=None, era=None, strict=None) -> Graph:
+    """Read a graph file; the format is detected from its magic bytes or extension.
+
+    The options (None: not given) go to the formats whose files may not record them:
+    inputs / outputs: tensor names (ggml graph exports .ggml, ggml dot dumps .dot): the input leafs
+    and the output nodes. A version-1 ggml export records no roles, so every leaf is a weight unless
+    named here; in a dot dump every leaf whose data is not printed is an input unless inputs= names the
+    real ones (then the others are weights).
+    era: a ggml commit prefix (frontends/ggml_enums.py) for a .ggml file that fits several ggml eras
+    (graphc.errors.EraWarning says so and names them); strict=True refuses such a file instead.
+    A format that does not take an option given is a ParseError naming the formats that do."""
     from graphc.frontends.registry import load_graph as _load
-    return _load(path)
+    return _load(path, inputs=inputs, outputs=outputs, era=era, strict=strict)
 
 
 def save_graph(graph: Graph, path) -> None:
@@ -35,6 +45,7 @@ __all__ = [
     "__version__", "errors", "types", "get_type", "GGMLType",
     "GraphBuilder", "Builder", "Graph", "Tensor", "Flag", "WeightRef", "verify",
     "register_custom_op", "unregister_custom_op",
-    "GraphcError", "GraphError", "ParseError", "RunError", "CompileError",
+    "GraphcError", "GraphError", "ParseError", "RunError", "ContextOverflow", "CompileError", "GraphcWarning",
+    "EraWarning",
     "load_graph", "save_graph", "compile", "DEFAULT_TARGET", "load", "Module", "TensorInfo",
 ]

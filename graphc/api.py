@@ -70,14 +70,20 @@ class TensorInfo:
 
 # --- graphs, copies and weights ------------------------------------------------------------
 
-def _as_graph(graph_or_path: "Graph | PathLike") -> tuple[Graph, str | None]:
+def _as_graph(graph_or_path: "Graph | PathLike",
+              graph_options: Mapping[str, Any] | None = None) -> tuple[Graph, str | None]:
     """The graph and the file it came from (None when given in memory)."""
     if isinstance(graph_or_path, Graph):
+        if graph_options:
+            raise CompileError("graph_options are for reading a graph file; this graph is in memory already")
         return graph_or_path, None
     if isinstance(graph_or_path, (str, os.PathLike)):
         from graphc.frontends.registry import load_graph
         path = os.fspath(graph_or_path)
-        return load_graph(path), path
+        if graph_options is not None and not isinstance(graph_options, Mapping):
+            raise CompileError(f"graph_options must be a dict (inputs, outputs, era, strict), "
+                               f"got {type(graph_options).__name__}")
+        return load_graph(path, **dict(graph_options or {})), path
     raise CompileError(f"compile() takes a Graph or a path to a graph file, got {type(graph_or_path).__name__}")
 
 
@@ -111,7 +117,25 @@ def _bind_from_file(graph: Graph, path: PathLike, cache: dict[str, Any]) -> set[
         if t.name in names and not t.has(Flag.INPUT):
             t.data = tensor_data(wf, t.name, t)
             bound.add(id(t))
+    inputs = [t.name for t in graph.leafs if t.has(Flag.INPUT) and t.name in names]
+    if not bound and inputs:
+        raise _weights_are_inputs(os.fspath(path), inputs)
     return bound
+
+
+def _weights_are_inputs(path: str, names: list[str]) -> CompileError:
+    """A weights file that binds nothing but names inputs: the graph took weights for inputs (a ggml .dot
+    dump takes every leaf whose data it does not print as an input)."""
+    listed = ", ".join(map(repr, names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    head = f"{path}: it holds no weight of this graph, only tensors that are its inputs ({listed})"
+    e = CompileError(f"weights {head}; inputs get their values at run(). If they are weights, read the graph with its "
+                     "real inputs named (graphc.load_graph(path, inputs=[...]) or compile(path, graph_options="
+                     "{'inputs': [...]}) for a .ggml export or a ggml .dot dump: the other leafs then take "
+                     "weights), or mark them 'param' in a .graph file")
+    e.cli = (f"--weights {head}; give inputs with --inputs, or, if they are weights, name the real inputs with "
+             "--input NAME (.ggml exports and ggml .dot dumps: the other leafs then take weights; for a .graph "
+             "converted from a dump, convert it again with --input NAME) or mark them 'param' in the .graph file")
+    return e
 
 
 def _needs_data(t: Tensor) -> bool:
@@ -234,7 +258,12 @@ class Module:
             except KeyError:
                 other = None
             why = " (it is a tensor of the graph but not an input)" if other is not None else ""
-            raise RunError(f"unknown input {n!r}{why}; the inputs are: {expected}")
+            how, fmt = "", _roles_by_name(self.source)
+            if other is not None and other.is_leaf and fmt is not None:
+                how = (f"; a {fmt} may not record which leafs are inputs: name them when reading it, "
+                       f"graphc.compile(path, graph_options={{'inputs': [{n!r}, ...]}}) or "
+                       f"graphc.load_graph(path, inputs=[...])")
+            raise RunError(f"unknown input {n!r}{why}; the inputs are: {expected}{how}")
         missing = [n for n in self._inputs if n not in inputs]
         if missing:
             raise RunError(f"missing input(s) {', '.join(map(repr, missing))}; every run needs all inputs: {expected}")
@@ -311,8 +340,13 @@ class Module:
 def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, weights: Weights = None,
             quantize: Any = None, passes: Any = True, disable_passes: Iterable[str] = (),
             dump_dir: PathLike | None = None, dump_after: Iterable[str] = (), verify_passes: bool = False,
-            share_state: "Module | None" = None, **target_opts: Any) -> Module:
+            share_state: "Module | None" = None, graph_options: Mapping[str, Any] | None = None,
+            **target_opts: Any) -> Module:
     """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module.
+
+    graph_options: how to read a graph file, as graphc.load_graph takes them: {"inputs": [names],
+    "outputs": [names], "era": commit, "strict": bool} (a version-1 ggml export records no roles: every
+    leaf is a weight unless named in inputs).
 
     passes: run the pass pipeline (graphc.passes.PASSES) before the target: True (all), False (none: the
     target gets the verified graph as given), or the names of the passes to run. disable_passes: names to
@@ -329,7 +363,7 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     graph share one KV cache this way; reset_state() on either resets both."""
     from graphc.targets import get_target
     from .quantize import parse_spec, QuantPlan
-    graph, path = _as_graph(graph_or_path)
+    graph, path = _as_graph(graph_or_path, graph_options)
     target_mod = get_target(target)
     if not isinstance(quantize, QuantPlan):
         parse_spec(quantize)        # a bad type or override fails before any weight is read
@@ -414,6 +448,18 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
     m = Module(g, exe, target, target_opts, in_memory, source)
     m.program = program
     return m
+
+
+def _roles_by_name(source: str | None) -> str | None:
+    """The format name of a graph file whose reader takes inputs= (its files may not record roles)."""
+    if source is None or not os.path.isfile(source):
+        return None
+    from graphc.frontends.registry import detect
+    try:
+        fmt = detect(source)
+    except OSError:
+        return None
+    return fmt.name if fmt is not None and "inputs" in fmt.options else None
 
 
 def _is_torch(v: Any) -> bool:
