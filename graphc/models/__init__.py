@@ -21,17 +21,21 @@ __all__ = ["Model", "load"]
 
 def load(path: "str | os.PathLike[str]", target: str = "c", **opts: Any) -> Model:
     """Load a GGUF model or an RWKV-4 checkpoint and compile it for `target` (see each loader's options)."""
+    from graphc.filekind import require
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ParseError("a directory, not a model file (give the .gguf file or the RWKV-4 checkpoint)", path)
     if not os.path.isfile(path):
         raise ParseError("no such model file", path)
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic == b"GGUF":
+    # the bytes decide, never the name: a text file renamed .gguf is one clear error
+    kind = require(path, "gguf", "pth", "safetensors",
+                   what="a model graphc knows: a GGUF file (magic 'GGUF') or an RWKV-4 checkpoint (a torch .pth "
+                        "or a .safetensors file)")
+    if kind == "gguf":
         from .llm import load_gguf
         return load_gguf(path, target=target, **opts)
-    if path.endswith((".pth", ".pt", ".safetensors")) or magic[:2] == b"PK":
-        from .rwkv import load_rwkv
-        opts.pop("n_ctx", None)           # an RNN has no context window: its state is fixed-size
-        return load_rwkv(path, target=target, **opts)
-    raise ParseError("not a model graphc knows: expected a GGUF file (magic 'GGUF') or an RWKV-4 checkpoint "
-                     "(.pth zip or .safetensors)", path, offset=0)
+    from .rwkv import load_rwkv
+    opts.pop("n_ctx", None)           # an RNN has no context window: its state is fixed-size
+    opts.pop("lazy", None)            # its graphs compile at load (one graph per token count, small)
+    opts.pop("progress", None)
+    return load_rwkv(path, target=target, **opts)
