@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc.errors import CompileError, ParseError, RunError
+from graphc.errors import CompileError, ContextOverflow, ParseError
 
 from .base import Model
 
@@ -59,13 +59,16 @@ class GGUFModel(Model):
     """A compiled GGUF LLM. `cfg` holds the hyperparameters, `modules` the compiled graphs by token count."""
 
     def __init__(self, f: Any, cfg: Any, target: str, n_ctx: int, n_batch: int, kv_type: str, quantize: Any,
-                 flash_attn: bool, kv_pad: int, target_opts: dict[str, Any]):
+                 flash_attn: bool, kv_pad: int, target_opts: dict[str, Any], lazy: bool = False,
+                 progress: Any = None):
         """f: the open GGUFFile (metadata and tensor table are read here; weights are bound by reference)."""
         self.path, self.target, self.cfg = f.path, target, cfg
         self._tensors = {n: (e.type, e.ne) for n, e in f.tensors.items()}
         self.tokenizer, self.eos_ids = self._load_tokenizer(f)
         self.n_vocab = cfg.n_vocab
         self.n_ctx, self.n_batch, self.kv_type, self.flash_attn = n_ctx, n_batch, kv_type, flash_attn
+        self.n_ctx_max = cfg.context_length
+        self.progress = progress          # a text stream for "compiling ..." lines (the CLI's stderr), or None
         self.kv_pad = kv_pad
         self.target_opts = dict(target_opts)
         self.gelu_table = target in ("ref", "c")      # llama.cpp's CPU GELU reads an f16 table
@@ -76,7 +79,8 @@ class GGUFModel(Model):
         self.modules: dict[tuple[int, int, bool], Any] = {}     # (n_tokens, n_kv, last_only) -> compiled module
         self._owner: Any = None                           # the first module: its state buffers are the cache
         self._n_past = 0
-        self._compile(1, kv_rows(1, n_ctx, kv_pad))       # the decode graph
+        if not lazy:
+            self.prepare(0, 1)                            # the decode graph
 
     # --- compiling ------------------------------------------------------------------------------
     def graph(self, n_tokens: int, n_kv: int | None = None, last_only: bool = False):
@@ -117,13 +121,22 @@ class GGUFModel(Model):
         """Compile now every graph that feeding n_tokens after the state (logits of every position, or of
         the last alone as generate() asks), then n_more single tokens, will use (so generate()'s timings
         measure runs, not gcc)."""
-        past = self._n_past
-        sizes = chunk_sizes(max(n_tokens, 0), self.n_batch) + [1] * max(n_more, 0)
-        for size in sizes:
+        from graphc.util import slow_step
+        past, todo = self._n_past, {}
+        for size in chunk_sizes(max(n_tokens, 0), self.n_batch) + [1] * max(n_more, 0):
             if past + size > self.n_ctx:
                 break
-            self._compile(size, kv_rows(past + size, self.n_ctx, self.kv_pad), not all_positions)
+            key = (size, kv_rows(past + size, self.n_ctx, self.kv_pad), not all_positions and size > 1)
+            if key not in self.modules:
+                todo[key] = None
             past += size
+        if not todo:
+            return
+        shapes = ", ".join(f"{n} token{'s' if n > 1 else ''} x {kv} cache rows" for n, kv, _ in todo)
+        with slow_step(self.progress, f"compiling {len(todo)} graph{'s' if len(todo) > 1 else ''} for target "
+                                      f"{self.target} ({shapes})"):
+            for key in todo:
+                self._compile(*key)
 
     def _reset(self) -> None:
         self._owner.reset_state()           # one set of buffers: every module sees the reset
@@ -133,8 +146,7 @@ class GGUFModel(Model):
         from .llm_graph import kq_mask, positions, v_indices
         n = int(ids.size)
         if self._n_past + n > self.n_ctx:
-            raise RunError(f"context overflow: {self._n_past} tokens are cached and {n} more do not fit in "
-                           f"n_ctx = {self.n_ctx} (reset_state() to start over, or load with a larger n_ctx)")
+            raise ContextOverflow(self._n_past, n, self.n_ctx, self.n_ctx_max)
         c = self.cfg
         out = np.empty((n if all_positions else 1, self.n_vocab), dtype=np.float32)
         done = 0
@@ -164,6 +176,8 @@ class GGUFModel(Model):
         """The file's tokenizer (graphc.models.tokenizer) and end-of-generation ids; without a usable
         vocabulary the model still runs on token ids (tokenizer None, tokenizer_error says why)."""
         md = f.metadata
+        tmpl = md.get("tokenizer.chat_template")
+        self.chat_template = tmpl if isinstance(tmpl, str) else None     # rendered by graphc.models.chat
         eos = tuple(int(md[k]) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
                                          "tokenizer.ggml.eom_token_id") if isinstance(md.get(k), int))
         if "tokenizer.ggml.model" not in md:
@@ -193,7 +207,7 @@ def _read_only(data: Any) -> np.ndarray:
 def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | None = None,
               n_batch: int = DEFAULT_N_BATCH, kv_type: str = "f16", quantize: Any = None,
               n_threads: int | None = None, flash_attn: bool = False, kv_pad: int = DEFAULT_KV_PAD,
-              **target_opts: Any) -> GGUFModel:
+              lazy: bool = False, progress: Any = None, **target_opts: Any) -> GGUFModel:
     """Load a llama / qwen2 / gemma3 GGUF file and compile it for `target`.
 
     n_ctx: KV cache rows (default min(4096, the model's context_length); more than context_length is an
@@ -202,8 +216,11 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
     graphc.compile(quantize=...)). n_threads: the C target's threads. flash_attn: use flash_attn_ext
     (llama.cpp's flash-attention graph: V cache not transposed, f16 mask) instead of mul_mat + soft_max
     (llama-cpp-python's default). kv_pad: attend to the used cache rows rounded up to kv_pad * 2^k
-    (0: always all n_ctx rows; see the module doc). Other options go to the target."""
-    from graphc.frontends.gguf import GGUFFile
+    (0: always all n_ctx rows; see the module doc). lazy: compile the decode graph when first needed, not
+    here (a caller can then check that a prompt fits, model.check_fits, before any compile). progress: a
+    text stream (e.g. sys.stderr) told about compiles that take over a second. Other options go to the
+    target."""
+    from graphc.frontends.gguf import open_gguf
     from .llm_config import LLMConfig
     for what, v, lo in (("n_ctx", n_ctx, 1), ("n_batch", n_batch, 1), ("kv_pad", kv_pad, 0)):
         if v is None and what == "n_ctx":
@@ -212,7 +229,7 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
             raise CompileError(f"{what} must be an integer >= {lo}, got {v!r}")
     if n_threads is not None and target == "c":        # the C target's threads (ref and opencl have none)
         target_opts["n_threads"] = n_threads
-    with GGUFFile(os.fspath(path)) as f:
+    with open_gguf(path) as f:
         cfg = LLMConfig.from_file(f)
         if n_ctx is None:
             n_ctx = min(DEFAULT_N_CTX, cfg.context_length)
@@ -220,4 +237,4 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
             raise CompileError(f"n_ctx {n_ctx} is larger than the model's context_length {cfg.context_length} "
                                f"({cfg.arch}.context_length in {f.path})")
         return GGUFModel(f, cfg, target, int(n_ctx), int(min(n_batch, n_ctx)), kv_type, quantize,
-                         bool(flash_attn), int(kv_pad), target_opts)
+                         bool(flash_attn), int(kv_pad), target_opts, lazy=bool(lazy), progress=progress)
