@@ -28,7 +28,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# `make demo` installs only what graphc and the demo need (the runtime dependencies, gguf to write the demo's
+# model file, and the extra of a non-default TARGET), not the test oracles (ggml, llama.cpp, torch): minutes
+# less on a fresh machine. The demo compares with llama.cpp when llama-cpp-python is there (make test adds it).
+comma := ,
+DEMO_EXTRAS := gguf$(if $(filter opencl,$(TARGET)),$(comma)opencl)$(if $(filter triton,$(TARGET)),$(comma)triton)
+DEMO_STAMP := $(VENV)/.graphc-demo-$(TARGET)
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(DEMO_EXTRAS)]'
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py --out demo-out --target $(TARGET)
 
 test: $(STAMP) system-tools

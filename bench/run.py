@@ -159,6 +159,11 @@ def main() -> None:
                      f"{mib(r['bound'])} | {ratio:.3f} | {mib(r['naive'])} | {r['s'] * 1e3:.0f} ms |")
     lines += ["", "Targets (issue 4): arena within 10% of the lower bound; the LLaMA-7B-shaped graph through all "
               "passes in under 2 s.", ""]
+    import startup                         # from `graphc generate` to the first token, cold and warm
+    try:
+        lines += startup.section(startup.measure(args.quick, N_THREADS))
+    except (RuntimeError, OSError) as e:
+        lines += ["## Start-up: time to the first token", "", f"not measured: {e}", ""]
     import isa                             # every x86 tier this CPU runs, against peers built for it
     tiers = isa.tiers()
     lines += ["## ISA tiers", "", "The C target's tables below come once per x86 tier this CPU runs, each against "
