@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [1, 15, 27, 99, 310, 42, 7, 250]
-N_CTX = 512
+N_CTX = 512                  # context rows for the large model (the demo model's context is 256)
 
 _LLAMA_CPP = """
 import sys, numpy as np
@@ -41,24 +41,25 @@ def _first_token_seconds(cmd: list[str], env: dict[str, str]) -> float:
     return dt
 
 
-def _graphc(model: Path, cache: Path, n_threads: int) -> float:
+def _graphc(model: Path, cache: Path, n_threads: int, n_ctx: int) -> float:
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache))
     env.pop("GRAPHC_NO_CACHE", None)
     cmd = [sys.executable, "-m", "graphc", "generate", str(model), "--prompt-ids", *map(str, PROMPT), "-n", "1",
-           "--ids", "--ctx", str(N_CTX), "--threads", str(n_threads)]
+           "--ids", "--ctx", str(n_ctx), "--threads", str(n_threads)]
     return _first_token_seconds(cmd, env)
 
 
-def _llama_cpp(model: Path, n_threads: int) -> "float | None":
+def _llama_cpp(model: Path, n_threads: int, n_ctx: int) -> "float | None":
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
         return None
-    cmd = [sys.executable, "-c", _LLAMA_CPP, str(model), str(N_CTX), str(n_threads), *map(str, PROMPT)]
+    cmd = [sys.executable, "-c", _LLAMA_CPP, str(model), str(n_ctx), str(n_threads), *map(str, PROMPT)]
     return _first_token_seconds(cmd, dict(os.environ))
 
 
-def models() -> list[tuple[str, Path]]:
+def models() -> list[tuple[str, Path, int]]:
+    """(what, file, context rows)"""
     sys.path.insert(0, str(ROOT / "bench"))
     import llm
     from graphc.models.testing import make_tiny_gguf
@@ -66,21 +67,21 @@ def models() -> list[tuple[str, Path]]:
     if not demo.exists():
         llm.CACHE.mkdir(exist_ok=True)
         make_tiny_gguf(demo, arch="llama", wtype="q4_0", seed=7)          # examples/demo.py's model
-    return [("demo model (tiny LLaMA, q4_0, 2 layers)", demo),
-            ("LLaMA-shaped 1.1B (22 layers, q4_0)", llm.model_file(22, "q4_0"))]
+    return [("demo model (tiny LLaMA, q4_0, 2 layers)", demo, 256),
+            ("LLaMA-shaped 1.1B (22 layers, q4_0)", llm.model_file(22, "q4_0"), N_CTX)]
 
 
 def measure(quick: bool, n_threads: int) -> list[dict]:
     rows = []
-    for name, path in models():
+    for name, path, n_ctx in models():
         cache = Path(tempfile.mkdtemp(prefix="graphc-startup-"))
         try:
-            cold = _graphc(path, cache, n_threads)
-            warm = sorted(_graphc(path, cache, n_threads) for _ in range(1 if quick else 3))[0 if quick else 1]
+            cold = _graphc(path, cache, n_threads, n_ctx)
+            warm = sorted(_graphc(path, cache, n_threads, n_ctx) for _ in range(1 if quick else 3))[0 if quick else 1]
         finally:
             shutil.rmtree(cache, ignore_errors=True)
         rows.append({"what": name, "bytes": path.stat().st_size, "cold": cold, "warm": warm,
-                     "llama_cpp": _llama_cpp(path, n_threads)})
+                     "llama_cpp": _llama_cpp(path, n_threads, n_ctx)})
     return rows
 
 
