@@ -45,7 +45,8 @@ class ContextOverflow(RunError):
         self.n_past, self.n_new, self.n_ctx, self.n_ctx_max = n_past, n_new, n_ctx, n_ctx_max
         held = f" after the {n_past} the cache holds" if n_past else ""
         most = f", at most the model's {n_ctx_max}" if n_ctx_max and n_ctx_max > n_ctx else ""
-        super().__init__(f"context overflow: {n_new} tokens{held} do not fit in n_ctx = {n_ctx} "
+        super().__init__(f"context overflow: {n_new} token{'s' if n_new != 1 else ''}{held} "
+                         f"do{'es' if n_new == 1 else ''} not fit in n_ctx = {n_ctx} "
                          f"(reset_state() to start over, or load with a larger n_ctx{most})")
 
 

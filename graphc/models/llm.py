@@ -139,7 +139,8 @@ class GGUFModel(Model):
                 self._compile(*key)
 
     def _reset(self) -> None:
-        self._owner.reset_state()           # one set of buffers: every module sees the reset
+        if self._owner is not None:         # else nothing compiled yet (a lazy load): nothing fed either
+            self._owner.reset_state()       # one set of buffers: every module sees the reset
         self._n_past = 0
 
     def _forward(self, ids: np.ndarray, all_positions: bool = True) -> np.ndarray:
