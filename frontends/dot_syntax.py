@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphc.errors import ParseError
+from graphc.util import read_at_most
 
 MAX_FILE_BYTES = 256 << 20
 MAX_TOKEN_CHARS = 1 << 20       # one ID or string (graphc's base64 leaf data is one attribute)
@@ -370,7 +371,7 @@ def read_text(path: str) -> str:
     if size > MAX_FILE_BYTES:
         raise ParseError(f"file of {size} bytes is larger than the {MAX_FILE_BYTES} bytes limit", path)
     with open(path, "rb") as f:
-        raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_at_most(f, MAX_FILE_BYTES)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

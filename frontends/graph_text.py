@@ -33,6 +33,7 @@ from graphc.compare import same_value
 from graphc.errors import GraphError, ParseError
 from graphc.ir import FLAG_NAMES, MAX_DIMS, MAX_NAME, Flag, Graph, Tensor, WeightRef, contiguous_strides, new_tensor
 from graphc.types import get_type
+from graphc.util import read_at_most
 
 VERSION = 1
 HEADER = f"graphc {VERSION}"
@@ -671,7 +672,7 @@ def load(path: "str | os.PathLike[str]") -> Graph:
         if size > MAX_FILE_BYTES:
             raise ParseError(f"file is {size} bytes, a .graph file is at most {MAX_FILE_BYTES}", path)
         with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+            raw = read_at_most(f, MAX_FILE_BYTES)
     except OSError as e:
         raise ParseError(f"cannot read: {e.strerror or e}", path) from None
     if len(raw) > MAX_FILE_BYTES:

@@ -198,14 +198,32 @@ def _check_magic(path: str, magic: bytes, what: str) -> None:
         raise ParseError(f"not a {what} file: {describe_head(head)}", path)
 
 
+def _check_npy_header_length(path: str) -> None:
+    """Refuse a header longer than numpy's cap before numpy reads it: numpy reads the whole claimed length
+    (up to 4 GiB for format 2/3) into memory first and checks the cap after."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise ParseError(f"cannot read: {e.strerror or e}", path) from None
+    if len(head) < 10:
+        raise ParseError(f"not a readable .npy file: {len(head)} bytes, shorter than a header", path)
+    n = struct.unpack_from("<H", head, 8)[0] if head[6] == 1 else \
+        struct.unpack_from("<I", head, 8)[0] if len(head) >= 12 else 0
+    if n > MAX_NPY_HEADER:
+        raise ParseError(f"not a readable .npy file: its header claims {n} bytes, more than {MAX_NPY_HEADER}",
+                         path, offset=8)
+
+
 class NpyWeights(_NumpyWeights):
     kind = "npy"
 
     def __init__(self, path: str):
         super().__init__(path)
         _check_magic(path, b"\x93NUMPY", ".npy")
+        _check_npy_header_length(path)
         try:
-            self._arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            self._arr = np.load(path, mmap_mode="r", allow_pickle=False, max_header_size=MAX_NPY_HEADER)
         except (ValueError, OSError, EOFError) as e:    # bad header, object dtype, short file
             raise ParseError(f"not a readable .npy file: {e}", path) from None
         if not isinstance(self._arr, np.ndarray):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
@@ -214,7 +215,13 @@ def _apply_quantize(g: Graph, quantize: Any, in_memory: set[int]) -> tuple[Any, 
 # --- the compiled module ---------------------------------------------------------------------
 
 class Module:
-    """A graph compiled for one target: run it with numpy arrays; state persists between runs."""
+    """A graph compiled for one target: run it with numpy arrays; state persists between runs.
+
+    Threads: a module has one arena, one set of input/output buffers and one state, so its runs cannot
+    overlap. run(), read(), read_torch() and reset_state() take the module's lock (a threading.RLock, shared
+    by modules compiled with share_state=, which share state buffers): calls from several threads at once
+    are safe and run one after another, each seeing its own inputs and outputs. For parallel runs, compile
+    one module per thread (compiling is thread-safe; they share the compile cache and weight mappings)."""
 
     quantize_plan: Any = None    # the graphc.quantize.QuantPlan compile(quantize=...) applied
     program: Any = None          # the graphc.program.Program the pass pipeline made (None with passes=False)
@@ -229,6 +236,7 @@ class Module:
         self._in_memory = in_memory
         self._inputs = {t.name: t for t in graph.inputs}
         self._outputs = [t for t in graph.nodes + graph.leafs if t.has(Flag.OUTPUT)]
+        self._lock = threading.RLock()             # serialises runs (see the class doc)
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -285,21 +293,24 @@ class Module:
         device, copied there; elsewhere made from the numpy arrays)."""
         if outputs not in ("numpy", "torch"):
             raise RunError(f"outputs must be 'numpy' or 'torch', got {outputs!r}")
-        for t, values in self._check_inputs(inputs if inputs is not None else {}):
-            if _is_torch(values):
-                self._exe.write_torch(t, values)
-            else:
-                self._exe.write(t, values)
-        self._exe.run()
-        if outputs == "torch":
-            return {t.name: self.read_torch(t) for t in self._outputs}
-        return {t.name: self.read(t) for t in self._outputs}
+        checked = self._check_inputs(inputs if inputs is not None else {})
+        with self._lock:                # write inputs, run, read outputs: one run at a time
+            for t, values in checked:
+                if _is_torch(values):
+                    self._exe.write_torch(t, values)
+                else:
+                    self._exe.write(t, values)
+            self._exe.run()
+            if outputs == "torch":
+                return {t.name: self.read_torch(t) for t in self._outputs}
+            return {t.name: self.read(t) for t in self._outputs}
 
     def read_torch(self, t: "Tensor | str") -> Any:
         """read(), as a torch tensor: on the Triton target a copy on its device, elsewhere from the numpy array."""
         t = self._tensor(t)
         if hasattr(self._exe, "read_torch"):
-            return self._exe.read_torch(t)
+            with self._lock:
+                return self._exe.read_torch(t)
         import torch
         return torch.from_numpy(self.read(t))
 
@@ -314,15 +325,17 @@ class Module:
     def read(self, t: "Tensor | str") -> np.ndarray:
         """The current contents of an output or state tensor, in numpy shape and value dtype."""
         t = self._tensor(t)
-        arr = np.asarray(self._exe.read(t))
-        return np.array(arr, dtype=value_dtype(t)).reshape(t.shape)
+        with self._lock:            # a copy made under the lock: no other thread's run shows through
+            arr = np.asarray(self._exe.read(t))
+            return np.array(arr, dtype=value_dtype(t)).reshape(t.shape)
 
     def reset_state(self) -> None:
         """Put every state tensor back to its initial contents (its leaf data, else zeros)."""
-        self._exe.reset_state()
-        for t in self.graph.state:
-            if t.data is not None:
-                self._exe.write(t, np.asarray(t.data, dtype=np.uint8).reshape(-1))
+        with self._lock:
+            self._exe.reset_state()
+            for t in self.graph.state:
+                if t.data is not None:
+                    self._exe.write(t, np.asarray(t.data, dtype=np.uint8).reshape(-1))
 
     def save(self, directory: PathLike) -> str:
         """Write a self-describing artifact directory; graphc.load(directory) restores the module."""
@@ -341,7 +354,7 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
             quantize: Any = None, passes: Any = True, disable_passes: Iterable[str] = (),
             dump_dir: PathLike | None = None, dump_after: Iterable[str] = (), verify_passes: bool = False,
             share_state: "Module | None" = None, graph_options: Mapping[str, Any] | None = None,
-            **target_opts: Any) -> Module:
+            max_memory: "int | None" = None, **target_opts: Any) -> Module:
     """Compile a graph (a Graph or a graph file) for `target`; returns a runnable Module.
 
     graph_options: how to read a graph file, as graphc.load_graph takes them: {"inputs": [names],
@@ -363,19 +376,24 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     graph share one KV cache this way; reset_state() on either resets both."""
     from graphc.targets import get_target
     from .quantize import parse_spec, QuantPlan
+    _check_max_memory_arg(max_memory)
     graph, path = _as_graph(graph_or_path, graph_options)
     target_mod = get_target(target)
     if not isinstance(quantize, QuantPlan):
         parse_spec(quantize)        # a bad type or override fails before any weight is read
     g = verify(graph.copy())
+    from .passes.rewrite import materialise_output_views
+    materialise_output_views(g)         # outputs that view computed tensors get their own memory
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     in_memory = bind_weights(g, weights, base_dir)
     qplan, in_memory = _apply_quantize(g, quantize, in_memory)
     pipeline = dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
                     verify_passes=verify_passes)
     shared = _shared_state(g, share_state, target) if share_state is not None else None
-    m = _finish(g, target, target_mod, target_opts, in_memory, path, pipeline, shared)
+    m = _finish(g, target, target_mod, target_opts, in_memory, path, pipeline, shared, max_memory)
     m.quantize_plan = qplan
+    if share_state is not None:
+        m._lock = share_state._lock       # one state, one lock: runs of either module never overlap
     return m
 
 
@@ -422,13 +440,48 @@ def _accepts_program(target_mod: Any) -> bool:
     return bool(getattr(target_mod, "ACCEPTS_PROGRAM", target_mod.__name__ == "graphc.targets.ref"))
 
 
+def _check_max_memory_arg(max_memory: Any) -> None:
+    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, int)
+                                   or max_memory <= 0):
+        raise CompileError(f"max_memory must be a positive number of bytes (an int) or None, got {max_memory!r}")
+
+
+def memory_needs(g: Graph, program: Any = None, shared_state: bool = False) -> dict[str, int]:
+    """The bytes a module of graph g holds, by kind: arena (the planned intermediates: program's plan, else
+    the plan of g run one kernel per node), weights (non-input, non-state leafs), state (0 when shared with
+    another module) and io (input and output buffers). Views alias other tensors and count nothing."""
+    from .memplan import plan
+    from .program import unfused
+    if program is None or program.plan is None:
+        program = plan(program if program is not None else unfused(g))
+    roots = [t for t in g.leafs if not t.is_view]
+    outputs = {id(t): t for t in g.nodes + g.leafs if t.has(Flag.OUTPUT) and not t.is_view}
+    return {"arena": int(program.plan.size),
+            "weights": sum(t.nbytes for t in roots if not t.flags & (Flag.INPUT | Flag.STATE)),
+            "state": 0 if shared_state else sum(t.nbytes for t in roots if t.has(Flag.STATE)),
+            "io": sum(t.nbytes for t in roots if t.has(Flag.INPUT)) +
+            sum(t.nbytes for t in outputs.values() if not t.flags & (Flag.STATE | Flag.PARAM))}
+
+
+def _enforce_max_memory(g: Graph, program: Any, max_memory: int, shared_state: bool) -> None:
+    need = memory_needs(g, program, shared_state)
+    total = sum(need.values())
+    if total > max_memory:
+        parts = " + ".join(f"{k if k != 'io' else 'inputs/outputs'} {v:,d}" for k, v in need.items())
+        raise CompileError(f"max_memory: graph {g.name!r} needs {total:,d} bytes ({parts}), more than the "
+                           f"limit of {max_memory:,d} bytes; nothing was allocated")
+
+
 def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any], in_memory: set[int],
             source: str | None, pipeline: dict[str, Any] | None = None,
-            state_buffers: "dict[str, np.ndarray] | None" = None) -> Module:
+            state_buffers: "dict[str, np.ndarray] | None" = None, max_memory: "int | None" = None) -> Module:
     for n in g.nodes:
         if n.op == "custom":
             get_custom_op(n.params["fn"])   # CompileError if unregistered
     program = _run_passes(g, **(pipeline or {}))
+    if max_memory is not None:
+        _enforce_max_memory(program.graph if program is not None else g, program, max_memory,
+                            state_buffers is not None)
     if program is not None:
         # passes make new tensors: leafs whose data lives in memory are found again by name (weight-file
         # bindings stay bindings; data without a binding, folded constants included, is in memory)
@@ -520,13 +573,15 @@ def save_artifact(module: Module, directory: str) -> str:
         "graph_file": GRAPH_FILE,
         "weights_file": WEIGHTS_FILE if arrays else None,
         "source": os.path.basename(module.source) if module.source else None,
+        "requires": _requirements(module),
         "files": {f: {"sha256": sha256_file(os.path.join(directory, f)),
                       "bytes": os.path.getsize(os.path.join(directory, f))} for f in files},
         "tensors": [{"name": t.name, "role": role_of(t), "type": t.type.name, "ne": list(t.ne),
                      "shape": list(t.shape), "dtype": str(value_dtype(t))}
                     for t in module.graph.tensors() if t.flags & (Flag.INPUT | Flag.OUTPUT | Flag.PARAM | Flag.STATE)],
         "weights": weights_table,
-        "external_weights": [{"leaf": i, "name": t.name, "file": t.weight.file, "tensor": t.weight.tensor}
+        "external_weights": [{"leaf": i, "name": t.name, "file": t.weight.file, "tensor": t.weight.tensor,
+                              "bytes": _size_or_none(t.weight.file)}
                              for i, t in enumerate(g.leafs) if t.weight is not None and f"leaf_{i}" not in arrays],
     }
     tmp = manifest_path + ".tmp"
@@ -535,6 +590,56 @@ def save_artifact(module: Module, directory: str) -> str:
         f.write("\n")
     os.replace(tmp, manifest_path)
     return directory
+
+
+def _size_or_none(path: str) -> "int | None":
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _requirements(module: Module) -> dict[str, Any]:
+    """What the machine that loads the artifact must have: the target, and what its code was built for
+    (C: the -march and the CPU features that code may use; Triton: the CUDA archs of the kernels built
+    ahead of time). graphc.load refuses with a clear error where a need is missing."""
+    req: dict[str, Any] = {"graphc": __version__, "target": module.target}
+    reqs = getattr(module._exe, "requirements", None)
+    if reqs is not None:
+        req.update(reqs())
+    return req
+
+
+def _check_requirements(m: dict, manifest_path: str, target_mod: Any, tname: str, saved_target: str,
+                        target_opts: Mapping[str, Any]) -> None:
+    """CompileError when this machine lacks what the artifact's code was built for (see _requirements),
+    as the target judges it (its check_requirements); a load for another target needs nothing."""
+    req = m.get("requires")
+    if req is None:
+        return                                  # written before artifacts recorded their needs
+    if not isinstance(req, dict):
+        raise _damaged(manifest_path, "'requires' is not an object")
+    check = getattr(target_mod, "check_requirements", None)
+    if tname != saved_target or check is None:
+        return
+    why = check(req, dict(target_opts))
+    if why:
+        raise CompileError(f"artifact {os.path.dirname(manifest_path)}: {why}")
+
+
+def _check_external_weights(m: dict, manifest_path: str) -> None:
+    """Weight files the artifact refers to by path must still be there, at the size they had when it was
+    saved (a cheap guard against another file at that path; their contents are not hashed)."""
+    for e in m.get("external_weights") or []:
+        want, f = e.get("bytes"), e.get("file")
+        if want is None or not isinstance(f, str):
+            continue
+        have = _size_or_none(f)
+        if have is None:
+            raise _damaged(manifest_path, f"weight file {f} (tensor {e.get('tensor')!r}) is missing")
+        if have != want:
+            raise _damaged(manifest_path, f"weight file {f} is {have} bytes, it was {want} when the artifact was "
+                                          "saved: it changed (compile and save the artifact again)")
 
 
 def _artifact_file(directory: str, name: str) -> str:
@@ -551,12 +656,13 @@ def _damaged(path: str, msg: str) -> ParseError:
 
 def load(directory: PathLike, target: str | None = None, passes: Any = True, disable_passes: Iterable[str] = (),
          dump_dir: PathLike | None = None, dump_after: Iterable[str] = (), verify_passes: bool = False,
-         **target_opts: Any) -> Module:
+         max_memory: "int | None" = None, **target_opts: Any) -> Module:
     """Restore a module saved with Module.save (checking content hashes). `target` and options
-    default to the ones it was compiled with; `passes` as for compile (the saved graph is the one the
-    pipeline made; running it again gives the Program the target needs)."""
+    default to the ones it was compiled with; `passes` and `max_memory` as for compile (the saved graph is
+    the one the pipeline made; running it again gives the Program the target needs)."""
     from graphc.frontends.graph_text import load as load_text
     from graphc.targets import get_target
+    _check_max_memory_arg(max_memory)
     directory = os.fspath(directory)
     manifest_path = os.path.join(directory, MANIFEST)
     if not os.path.isdir(directory):
@@ -604,6 +710,11 @@ def load(directory: PathLike, target: str | None = None, passes: Any = True, dis
     tname = target or saved_target
     opts = {**saved_opts, **target_opts} if target is None or target == saved_target else dict(target_opts)
     target_mod = get_target(tname)
+    try:
+        _check_requirements(m, manifest_path, target_mod, tname, saved_target, target_opts)
+        _check_external_weights(m, manifest_path)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise _damaged(manifest_path, f"bad entry ({type(e).__name__}: {e})") from None
     g = verify(graph)
     for i, raw in data.items():
         t = g.leafs[i]
@@ -615,6 +726,6 @@ def load(directory: PathLike, target: str | None = None, passes: Any = True, dis
         opts["artifact_dir"] = directory      # the files save_files wrote (their hashes were checked above)
     module = _finish(g, tname, target_mod, opts, in_memory, os.path.join(directory, GRAPH_FILE),
                      dict(passes=passes, disable_passes=disable_passes, dump_dir=dump_dir, dump_after=dump_after,
-                          verify_passes=verify_passes))
+                          verify_passes=verify_passes), max_memory=max_memory)
     module.target_opts.pop("artifact_dir", None)      # where it was loaded from is no option to save again
     return module

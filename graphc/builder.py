@@ -23,8 +23,15 @@ from .types import F32, GGMLType, get_type
 
 
 def _clip_name(name: str) -> str:
-    """Names hold at most MAX_NAME-1 bytes (ggml keeps a NUL); cut on a character boundary."""
-    raw = name.encode("utf-8")
+    """Names hold at most MAX_NAME-1 bytes (ggml keeps a NUL); cut on a character boundary. A name must be
+    text: GraphError for a non-string or one with lone surrogates (undecodable bytes kept by surrogateescape)."""
+    if not isinstance(name, str):
+        raise GraphError(f"a tensor name must be a str, got {type(name).__name__}", None, "name")
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise GraphError(f"name {name!r} is not text (it holds a lone surrogate: bytes that are not UTF-8)",
+                         None, "name") from None
     if len(raw) < MAX_NAME:
         return name
     return raw[:MAX_NAME - 1].decode("utf-8", errors="ignore")

@@ -51,8 +51,10 @@ def verify(graph: Graph) -> Graph:
 
 def check_tensor(t: Tensor) -> None:
     """The rules one tensor keeps on its own (name, shape, strides, sources count); GraphError if not."""
-    if not isinstance(t.name, str) or "\0" in t.name or len(t.name.encode("utf-8")) >= MAX_NAME:
-        raise GraphError(f"name must be text of at most {MAX_NAME - 1} bytes without NUL", str(t.name)[:80], "name")
+    if not isinstance(t.name, str) or "\0" in t.name or len(t.name.encode("utf-8", "surrogatepass")) >= MAX_NAME \
+            or any(0xD800 <= ord(c) <= 0xDFFF for c in t.name):
+        raise GraphError(f"name must be text (UTF-8, no lone surrogates) of at most {MAX_NAME - 1} bytes without NUL",
+                         str(t.name)[:80], "name")
     if len(t.ne) != MAX_DIMS or len(t.nb) != MAX_DIMS:
         raise GraphError("ne and nb need 4 entries", t.name, "shape")
     if any((not isinstance(n, int)) or n < 0 for n in t.ne):

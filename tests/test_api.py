@@ -296,3 +296,51 @@ def test_public_exports():
                  "verify", "register_custom_op", "load_graph", "save_graph", "compile", "load", "Module"):
         assert hasattr(graphc, name), name
     assert graphc.Flag is Flag and graphc.get_type("q4_0").blck == 32
+
+
+# --- max_memory ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["ref", "c"])
+def test_max_memory_refuses_before_allocating(target, weights, monkeypatch, tmp_path, rng):
+    """compile(max_memory=N): arena + weights + state + inputs/outputs over N is a CompileError naming each
+    size, raised before the target compiles or allocates anything; at the limit it compiles."""
+    from graphc.api import memory_needs
+    from graphc.passes import run_pipeline
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    need = memory_needs(mlp_graph(), run_pipeline(graphc.verify(mlp_graph())))
+    assert need["weights"] == (M * K + M) * 4 and need["io"] == (N * K + N * M) * 4 and need["state"] == 0
+    total = sum(need.values())
+    target_mod = graphc.targets.get_target(target)
+
+    def refuse(*a, **k):
+        raise AssertionError("the target was asked to compile")
+    with monkeypatch.context() as mp:
+        mp.setattr(target_mod, "compile", refuse)
+        with pytest.raises(CompileError, match=rf"needs {total:,d} bytes \(arena {need['arena']:,d} \+ weights "
+                                               rf"{need['weights']:,d} \+ state 0 \+ inputs/outputs {need['io']:,d}\), "
+                                               rf"more than the limit of {total - 1:,d}"):
+            graphc.compile(mlp_graph(), target=target, weights=weights, max_memory=total - 1)
+    m = graphc.compile(mlp_graph(), target=target, weights=weights, max_memory=total)
+    x = rng.standard_normal((N, K)).astype(np.float32)
+    assert nmse(m.run({"x": x})["y"], expected(x, weights)) < 1e-10
+    for bad in (0, -1, 1.5, "1GB", True):
+        with pytest.raises(CompileError, match="max_memory must be a positive number of bytes"):
+            graphc.compile(mlp_graph(), target=target, weights=weights, max_memory=bad)
+    m.save(tmp_path / "art")
+    with pytest.raises(CompileError, match="max_memory"):
+        graphc.load(tmp_path / "art", max_memory=total - 1)
+    assert graphc.load(tmp_path / "art", max_memory=total) is not None
+
+
+def test_max_memory_counts_state_unless_shared(tmp_path, monkeypatch):
+    g = GraphBuilder("acc")
+    acc = g.set_state(g.new_tensor_1d("f32", 1000, name="acc"))
+    x = g.set_input(g.new_tensor_1d("f32", 1000, name="x"))
+    graph = g.build(g.set_name(g.cpy(g.add(acc, x), acc), "total"))
+    from graphc.api import memory_needs
+    need = memory_needs(graph)
+    assert need["state"] == 4000 and need["weights"] == 0
+    with pytest.raises(CompileError, match="state 4,000"):
+        graphc.compile(graph, target="ref", max_memory=sum(need.values()) - 1)
+    a = graphc.compile(graph, target="ref")
+    graphc.compile(graph, target="ref", share_state=a, max_memory=sum(need.values()) - 4000)

@@ -262,7 +262,9 @@ def test_build_cache_hit_and_miss(tmp_path, monkeypatch):
     other = graphc.compile(graph, target="c", extra_cflags=["-O2"])._exe.built
     assert not first.cached and again.cached and again.path == first.path and not other.cached
     assert other.key != first.key
-    libs = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name != ".locks")
+    libs = [n for n in files if not n.endswith(".sha256")]
+    assert files == sorted(libs + [n + ".sha256" for n in libs])      # each library with its digest sidecar
     kernels = [n for n in libs if n.startswith("libgck-")]             # one kernel library per set of flags
     assert len(kernels) == 2
     assert sorted(set(libs) - set(kernels)) == sorted([f"{first.key}.so", f"{other.key}.so"])   # no partial files

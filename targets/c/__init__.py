@@ -32,7 +32,8 @@ from . import repack as crepack
 from .codegen import SERIAL_WORK, Generated, Unsupported, generate
 from .emit_lib import emit_lib   # the function (the submodule stays importable via importlib)
 
-__all__ = ["ACCEPTS_PROGRAM", "CExecutable", "compile", "emit_lib", "generate_source", "supported"]
+__all__ = ["ACCEPTS_PROGRAM", "CExecutable", "check_requirements", "compile", "emit_lib", "generate_source",
+           "supported"]
 
 ACCEPTS_PROGRAM = True
 
@@ -95,7 +96,7 @@ class CExecutable(MemoryIO):
                             {id(t): crepack.C_TYPE[t.type.name] for t in relaid})
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags), split=bool(split_kernels))
-        self._lib = cbuild.load(self.built.path)
+        self._lib = cbuild.load(self.built)
         ffi = cbuild.ffi()
 
         # memory: ref's Memory for persistent roots; arena and temps are single buffers
@@ -148,6 +149,29 @@ class CExecutable(MemoryIO):
 
     def run(self) -> None:
         self._lib.gc_run(self._inst)          # one call: every kernel, every thread
+
+    def requirements(self) -> dict[str, Any]:
+        """What an artifact of this module needs where it is loaded (graphc.api records it): the -march its
+        code was built for and the CPU features that code may use (check_requirements)."""
+        fl = self.built.flags
+        march = next((f.split("=", 1)[1] for f in fl if f.startswith("-march=")), "")
+        return {"march": march, "cpu_features": cbuild.required_features(cbuild.find_compiler().path, fl)}
+
+
+def check_requirements(req: dict[str, Any], opts: dict[str, Any]) -> "str | None":
+    """Why an artifact whose code needs `req` (CExecutable.requirements) cannot be loaded here with these
+    options, or None. The C target rebuilds a loaded artifact: march "native" (or a march given at load)
+    is built for this CPU; another march needs its CPU features here."""
+    march = req.get("march", "native")
+    features = req.get("cpu_features") or []
+    if "march" in opts or march in ("native", "") or not isinstance(features, list):
+        return None
+    have = cbuild.host_features()
+    missing = [f for f in features if isinstance(f, str) and have is not None and f not in have]
+    if missing:
+        return (f"compiled for -march={march}, whose code needs CPU features this CPU lacks: {', '.join(missing)}; "
+                "load it with graphc.load(dir, march='native') to build it for this CPU")
+    return None
 
 
 def compile(what: "Graph | Program", **opts: Any) -> CExecutable:

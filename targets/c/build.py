@@ -5,8 +5,16 @@ Flags: -O3 (-O1 when sanitized) -march=<march> (native by default) -ffp-contract
 reference's f32 operation order; SIMD intrinsics are not affected) -fPIC -shared, -fopenmp when the
 compiler has it (else single-threaded), extra_cflags, and -fsanitize=address,undefined with sanitize.
 Cache: GRAPHC_CACHE_DIR (default ~/.cache/graphc), one <sha256>.so per key = sha256(source, every
-kernels/c header, graphc_params.h, compiler path + `--version`, flags, graphc version); written to a
-temporary file and renamed, so a reader never sees half a library. GRAPHC_NO_CACHE=1 disables it.
+kernels/c header, graphc_params.h, compiler path + `--version`, flags, the macros the compiler predefines
+for those flags (so -march=native names this CPU's ISA: a cache shared by different machines never hands
+one another's code), graphc version); written to a temporary file and renamed, so a reader never sees
+half a library. Each library has a sidecar <name>.sha256 (sha256sum's format: digest and file name) and
+is used only when its bytes match it, checked before every dlopen; anything else (a flipped byte, a
+truncated or swapped file, no sidecar) is a cache miss: the library is built again and replaced.
+Builders of one library take a lock (graphc.util.cache_lock), so processes that compile the same graph
+into an empty cache at once build it once and the others wait for it. GRAPHC_NO_CACHE=1 disables the cache.
+A -march other than native is checked against this CPU's features first (required_features): a library
+that would die of an illegal instruction is a CompileError instead.
 Split build (the default): the op headers are compiled once per compiler + flags + headers into a kernel
 library (libgck-<key>.so beside the programs, kernels/c/kernels.c.j2) that each program links to through
 its rpath ($ORIGIN); a program then compiles its tables and schedule alone. emit_lib builds the same source
@@ -20,11 +28,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphc.errors import CompileError
-from graphc.util import cache_dir
+from graphc.util import cache_dir, cache_lock, install_checked, verified_file
 
 from .codegen import KERNELS
 from .params import header as params_header
@@ -87,10 +95,78 @@ def flags(cc: str, march: str = "native", openmp: bool = True, sanitize: bool = 
     return f + list(extra_cflags)
 
 
+@functools.lru_cache(maxsize=None)
+def predefined_macros(cc: str, fl: tuple[str, ...]) -> str:
+    """The macros the compiler predefines under these flags (`cc FLAGS -dM -E`), sorted: with
+    -march=native they spell out this CPU's instruction sets. "" when the compiler cannot say."""
+    opts = [f for f in fl if f.startswith("-") and not f.startswith(("-Wl,", "-l", "-L")) and f != "-shared"]
+    try:
+        r = subprocess.run([cc, *opts, "-dM", "-E", "-x", "c", os.devnull], capture_output=True, text=True,
+                           timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return "\n".join(sorted(r.stdout.splitlines())) if r.returncode == 0 else ""
+
+
+# the instruction sets compiled code may use, by the macro the compiler predefines for each and the name
+# Linux's /proc/cpuinfo gives it (x86 "flags", arm64 "Features")
+ISA_MACROS = {
+    "__SSE3__": "pni", "__SSSE3__": "ssse3", "__SSE4_1__": "sse4_1", "__SSE4_2__": "sse4_2", "__POPCNT__": "popcnt",
+    "__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma", "__F16C__": "f16c", "__BMI__": "bmi1",
+    "__BMI2__": "bmi2", "__LZCNT__": "abm", "__MOVBE__": "movbe", "__AVX512F__": "avx512f",
+    "__AVX512BW__": "avx512bw", "__AVX512CD__": "avx512cd", "__AVX512DQ__": "avx512dq", "__AVX512VL__": "avx512vl",
+    "__AVX512VNNI__": "avx512_vnni", "__AVX512BF16__": "avx512_bf16", "__AVX512FP16__": "avx512_fp16",
+    "__AVX512VBMI__": "avx512vbmi", "__AVX512VBMI2__": "avx512_vbmi2", "__AVX512IFMA__": "avx512ifma",
+    "__AVX512VPOPCNTDQ__": "avx512_vpopcntdq", "__AVX512BITALG__": "avx512_bitalg", "__AVXVNNI__": "avx_vnni",
+    "__GFNI__": "gfni", "__VAES__": "vaes", "__VPCLMULQDQ__": "vpclmulqdq", "__AMX_TILE__": "amx_tile",
+    "__AMX_INT8__": "amx_int8", "__AMX_BF16__": "amx_bf16",
+    "__ARM_FEATURE_SVE": "sve", "__ARM_FEATURE_SVE2": "sve2", "__ARM_FEATURE_DOTPROD": "asimddp",
+    "__ARM_FEATURE_MATMUL_INT8": "i8mm", "__ARM_FEATURE_FP16_VECTOR_ARITHMETIC": "asimdhp",
+    "__ARM_FEATURE_BF16_VECTOR_ARITHMETIC": "bf16",
+}
+
+
+def required_features(cc: str, fl: "list[str] | tuple[str, ...]") -> list[str]:
+    """The CPU features (cpuinfo names) that code compiled with these flags may use."""
+    defined = {ln.split()[1] for ln in predefined_macros(cc, tuple(fl)).splitlines() if ln.startswith("#define ")}
+    return sorted({feat for macro, feat in ISA_MACROS.items() if macro in defined})
+
+
+@functools.lru_cache(maxsize=None)
+def host_features() -> "frozenset[str] | None":
+    """This CPU's features as Linux lists them in /proc/cpuinfo; None where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return None
+
+
+def check_cpu(cc: str, fl: "list[str] | tuple[str, ...]", what: str = "target c") -> None:
+    """CompileError when code built with these flags needs CPU features this CPU lacks (-march=native, or a
+    CPU whose features cannot be read, passes)."""
+    if any(f in ("-march=native", "-mcpu=native") for f in fl):
+        return
+    have = host_features()
+    if have is None:
+        return
+    missing = [f for f in required_features(cc, fl) if f not in have]
+    if missing:
+        march = next((f for f in fl if f.startswith(("-march=", "-mcpu="))), "these flags")
+        raise CompileError(f"{what}: code built with {march} needs CPU features this CPU lacks: "
+                           f"{', '.join(missing)} (it would stop with an illegal instruction); use march='native' "
+                           "or a -march this CPU supports")
+
+
 def cache_key(source: str, cc: Compiler, fl: list[str]) -> str:
     from graphc.version import __version__
     h = hashlib.sha256()
-    for part in [source, params_header(), cc.path, cc.version, "\0".join(fl), __version__]:
+    for part in [source, params_header(), cc.path, cc.version, "\0".join(fl), __version__,
+                 predefined_macros(cc.path, tuple(fl))]:
         h.update(part.encode("utf-8", "replace"))
         h.update(b"\0\1")
     for p in sorted(KERNELS.glob("*.h")):
@@ -105,6 +181,7 @@ class Built:
     cached: bool        # True when the library came from the cache
     key: str
     flags: list[str]
+    needs: list[str] = field(default_factory=list)     # the kernel library it links to (split builds)
 
 
 def run_compiler(cmd: list[str], what: str, flags: list[str]) -> str:
@@ -145,14 +222,9 @@ def kernel_sources() -> tuple[tuple[str, ...], str]:
 
 
 def _install(tmp: Path, out_dir: Path, name: str) -> Path:
-    """Copy a built file into out_dir under `name` atomically (concurrent builders of one key write the same
-    bytes; a reader never sees half a library)."""
-    fd, part = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out_dir)
-    os.close(fd)
-    shutil.copyfile(tmp, part)
-    final = out_dir / name
-    os.replace(part, final)
-    return final
+    """Copy a built file into out_dir under `name` with its digest sidecar, atomically (a reader never sees
+    half a library; graphc.util.install_checked)."""
+    return install_checked(tmp, out_dir / name)
 
 
 def kernel_library(cc: Compiler, fl: list[str], out_dir: Path) -> str:
@@ -161,8 +233,15 @@ def kernel_library(cc: Compiler, fl: list[str], out_dir: Path) -> str:
     where the kernels take gcc tens of seconds at -O3)."""
     units, ops_h = kernel_sources()
     name = f"libgck-{cache_key(''.join(units) + ops_h, cc, fl)[:40]}.so"
-    if (out_dir / name).is_file():
+    if verified_file(out_dir / name):
         return name
+    with cache_lock(out_dir, name):
+        if not verified_file(out_dir / name):          # another process may have built it while we waited
+            _build_kernel_library(cc, fl, out_dir, name, units)
+    return name
+
+
+def _build_kernel_library(cc: Compiler, fl: list[str], out_dir: Path, name: str, units: tuple[str, ...]) -> None:
     from concurrent.futures import ThreadPoolExecutor
     with tempfile.TemporaryDirectory(prefix="graphc-build-") as d:
         (Path(d) / "graphc_params.h").write_text(params_header(), encoding="utf-8")
@@ -179,7 +258,6 @@ def kernel_library(cc: Compiler, fl: list[str], out_dir: Path) -> str:
         run_compiler([cc.path, *fl, f"-Wl,-soname,{name}", *objs, "-o", str(tmp), "-lm"],
                      "linking the kernel library", fl)
         _install(tmp, out_dir, name)
-    return name
 
 
 def build(source: str, *, march: str = "native", openmp: bool = True, sanitize: bool = False,
@@ -188,17 +266,27 @@ def build(source: str, *, march: str = "native", openmp: bool = True, sanitize: 
     compiling the op headers into it; the same source either way (program.c.j2's GC_SPLIT_KERNELS)."""
     cc = find_compiler()
     fl = flags(cc.path, march, openmp, sanitize, tuple(extra_cflags))
+    check_cpu(cc.path, fl)
     cdir = cache_dir()
     out_dir = cdir if cdir is not None else _process_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     extra: list[str] = []
+    needs: list[str] = []
     if split:
-        extra = ["-DGC_SPLIT_KERNELS", str(out_dir / kernel_library(cc, fl, out_dir)), "-Wl,-rpath,$ORIGIN"]
+        needs = [str(out_dir / kernel_library(cc, fl, out_dir))]
+        extra = ["-DGC_SPLIT_KERNELS", needs[0], "-Wl,-rpath,$ORIGIN"]
     key = cache_key(source, cc, fl + extra[:2])
-    if cdir is not None:
-        lib = cdir / f"{key}.so"
-        if lib.is_file():
-            return Built(str(lib), True, key, fl)
+    if cdir is not None and verified_file(cdir / f"{key}.so"):
+        return Built(str(cdir / f"{key}.so"), True, key, fl, needs)
+    with cache_lock(out_dir, f"programs-{key[:2]}"):          # 256 lock files at most, not one per program
+        if cdir is not None and verified_file(cdir / f"{key}.so"):      # built by another process meanwhile
+            return Built(str(cdir / f"{key}.so"), True, key, fl, needs)
+        final = _build_program(source, cc, fl, extra, out_dir, key, split)
+    return Built(str(final), False, key, fl, needs)
+
+
+def _build_program(source: str, cc: Compiler, fl: list[str], extra: list[str], out_dir: Path, key: str,
+                   split: bool) -> Path:
     with tempfile.TemporaryDirectory(prefix="graphc-build-") as d:
         (Path(d) / "program.c").write_text(source, encoding="utf-8")
         (Path(d) / "graphc_params.h").write_text(params_header(), encoding="utf-8")
@@ -207,8 +295,7 @@ def build(source: str, *, march: str = "native", openmp: bool = True, sanitize: 
         tmp = Path(d) / "lib.so"
         cmd = [cc.path, *fl, "-I", d, "-I", str(KERNELS), str(Path(d) / "program.c"), "-o", str(tmp), *extra, "-lm"]
         run_compiler(cmd, "C compilation", fl)
-        final = _install(tmp, out_dir, f"{key}.so")
-    return Built(str(final), False, key, fl)
+        return _install(tmp, out_dir, f"{key}.so")
 
 
 @functools.lru_cache(maxsize=None)
@@ -219,6 +306,13 @@ def ffi():
     return f
 
 
-def load(path: str):
-    """dlopen the library (one handle per path; the library has no mutable globals, instances hold state)."""
+def load(built: "Built | str"):
+    """dlopen a built library (one handle per path; the library has no mutable globals, instances hold
+    state) after checking its bytes, and its kernel library's, against their sidecars once more (the cache
+    may have changed since build() looked): a mismatch is a CompileError, never a load."""
+    path, needs = (built.path, built.needs) if isinstance(built, Built) else (built, [])
+    for p in [Path(path), *map(Path, needs)]:
+        if not verified_file(p):
+            raise CompileError(f"target c: {p} does not match its content hash ({p.name}.sha256): the compile "
+                               "cache changed under this process; compile again (it will be rebuilt)")
     return ffi().dlopen(path)

@@ -460,6 +460,7 @@ def _write_manifest(d: Path, exe: Any, lay: Layout, pack: Pack, cc: cbuild.Compi
         "kernels": [{"name": k.name, "kind": k.kind, "ops": k.ops, "outputs": [o.name for o in k.outputs]}
                     for k in exe.program.kernels if k.kind != "view"],
         "compiler": {"path": cc.path, "version": cc.version, "flags": flags, "warnings": warnings},
+        "requires": {"cpu_features": cbuild.required_features(cc.path, flags)},     # what the library's code may use
         "files": {f: {"sha256": sha256_file(d / f), "bytes": (d / f).stat().st_size} for f in files},
     }
     tmp = d / (MANIFEST_NAME + ".tmp")

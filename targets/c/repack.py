@@ -12,7 +12,8 @@ prefill graphs), and kept in the compile cache as a file that later processes re
 re-laying out: its name is the sha256 of the layout version, the source file's
 path, size and modification time and the tensor's offset in it (cheap to know), or, for weights that are
 not file mappings, of the bytes themselves. The cached file is checked against its size and a sha256 of
-its bytes written next to it; a mismatch rebuilds it.
+its bytes written next to it (with the file's name, sha256sum's format: two cached weights swapped with
+their digests do not pass); a mismatch rebuilds it.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from graphc.ir import Flag, Graph, Tensor
-from graphc.util import cache_dir
+from graphc.util import cache_dir, digest_line, digest_ok
 
 LAYOUT_VERSION = 2
 GC_Q4_0X8 = 200                 # kernels/c/graphc.h
@@ -239,7 +240,7 @@ def _load_or_make(t: Tensor, key: str) -> np.ndarray:
     if path is not None and path.is_file() and path.stat().st_size == size:
         digest = path.with_suffix(".sha256")
         try:
-            if digest.is_file() and _read_checked(path, arr) == digest.read_text().strip():
+            if digest.is_file() and digest_ok(digest, _read_checked(path, arr), path.name):
                 return arr
         except OSError:
             pass                     # unreadable: made again below
@@ -251,7 +252,7 @@ def _load_or_make(t: Tensor, key: str) -> np.ndarray:
             with os.fdopen(fd, "wb") as f:
                 f.write(memoryview(arr))
             digest_part = part + ".sha256"
-            Path(digest_part).write_text(hashlib.sha256(memoryview(arr)).hexdigest() + "\n")
+            Path(digest_part).write_text(digest_line(hashlib.sha256(memoryview(arr)).hexdigest(), path.name))
             os.replace(digest_part, path.with_suffix(".sha256"))
             os.replace(part, path)
         except OSError:

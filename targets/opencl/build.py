@@ -1,7 +1,10 @@
 """Build OpenCL programs, cached: the device's binary is kept under the compile cache by a key over the
 source, the build options and the device (platform, name, OpenCL version, driver version), so a second
 start loads the binary instead of compiling (GRAPHC_CACHE_DIR, GRAPHC_NO_CACHE as the C target).
-A failed build raises CompileError with the driver's build log. Writes are atomic (temporary + rename)."""
+A failed build raises CompileError with the driver's build log. Writes are atomic (temporary + rename).
+A cached file is "GRAPHCCL" + sha256(key + binary) + the binary: the digest binds the bytes to the key
+they were built for, so a flipped byte, a truncation or another key's file swapped in is a cache miss
+(built from source again and rewritten), never a binary handed to the driver."""
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +21,8 @@ from graphc.util import cache_dir
 
 from .device import DeviceContext
 
-VERSION = "1"          # bump when what a cached binary means changes
+VERSION = "2"          # bump when what a cached binary means changes (2: the digest header)
+MAGIC = b"GRAPHCCL"
 
 
 def options(dc: DeviceContext) -> list[str]:
@@ -56,10 +60,11 @@ def build(dc: DeviceContext, source: str, what: str) -> Any:
 def _build(dc: DeviceContext, source: str, opts: list[str], path: "Path | None", what: str) -> Any:
     cl = dc.cl
     prog = None
-    if path is not None and path.is_file():
+    binary = _read(path) if path is not None else None
+    if binary is not None:
         try:
-            prog = cl.Program(dc.context, [dc.device], [path.read_bytes()]).build(options=opts)
-        except Exception:       # a stale or damaged binary: build from source instead
+            prog = cl.Program(dc.context, [dc.device], [binary]).build(options=opts)
+        except Exception:       # a binary the driver no longer takes: build from source instead
             prog = None
     if prog is None:
         prog = cl.Program(dc.context, source)
@@ -71,6 +76,22 @@ def _build(dc: DeviceContext, source: str, opts: list[str], path: "Path | None",
         if path is not None:
             _save(path, prog.binaries[0])
     return prog
+
+
+def _digest(key: str, data: bytes) -> bytes:
+    return hashlib.sha256(key.encode() + b"\0" + data).digest()
+
+
+def _read(path: Path) -> "bytes | None":
+    """The binary cached at path (named <key>.bin) when its digest header matches; None otherwise."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    head = len(MAGIC) + 32
+    if len(raw) <= head or raw[:len(MAGIC)] != MAGIC or raw[len(MAGIC):head] != _digest(path.stem, raw[head:]):
+        return None
+    return raw[head:]
 
 
 def _build_log(prog: Any, dc: DeviceContext, source: str, e: Exception) -> str:
@@ -90,11 +111,13 @@ def _build_log(prog: Any, dc: DeviceContext, source: str, e: Exception) -> str:
 
 
 def _save(path: Path, data: bytes) -> None:
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(MAGIC + _digest(path.stem, data) + data)
         os.replace(tmp, path)
-    except OSError:             # a read-only cache only costs time
-        pass
+    except OSError:             # a read-only or full cache only costs time
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)

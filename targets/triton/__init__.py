@@ -172,6 +172,12 @@ class TritonExecutable(MemoryIO):
         self.gen.launches = launches
         self.gen.to_tune = []
 
+    def requirements(self) -> dict[str, Any]:
+        """What an artifact of this module records about its code (graphc.api): the CUDA archs of the kernels
+        built ahead of time. Without one of them the kernels are compiled at load through Triton's JIT (or
+        interpreted without a GPU), from the same source: slower to start, never other code."""
+        return {"cuda_archs": [f"sm_{a}" for a in self.cuda_archs]}
+
     def save_files(self, directory: str) -> list[str]:
         """Module.save's hook: with cuda_arch, every kernel's PTX and cubin for those archs (aot.py), built
         here without a GPU; the files written, relative to directory."""

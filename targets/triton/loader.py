@@ -5,7 +5,9 @@
 imported once per mode into a package of its own (_graphc_triton_<mode>): kernels/triton/<file>.py as
 _graphc_triton_<mode>.<file>, and a module's generated kernels, written to the compile cache (or a
 temporary directory) as gen_<sha256>.py, as _graphc_triton_<mode>.gen_<sha256>. Triton reads a kernel's
-source from its file, so generated kernels are real files.
+source from its file, so generated kernels are real files; the file is compared with the source before
+each import (rewritten when it differs) and the module is compiled from that source, never from a
+__pycache__ file.
 
 Two shims let both modes live in one process (tests run kernels interpreted and compile them for sm_90):
 triton.language's own @jit helpers, called from an interpreted kernel, are interpreted, and the
@@ -16,9 +18,12 @@ serves both modes.
 """
 from __future__ import annotations
 
+import builtins
+import functools
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 import tempfile
 import threading
@@ -44,7 +49,7 @@ def _package(mode: str) -> str:
     return name
 
 
-def _import(mode: str, modname: str, path: "Path | None" = None) -> types.ModuleType:
+def _import(mode: str, modname: str, path: "Path | None" = None, source: str = "") -> types.ModuleType:
     import triton
     full = f"{_package(mode)}.{modname}"
     with _lock:
@@ -63,7 +68,9 @@ def _import(mode: str, modname: str, path: "Path | None" = None) -> types.Module
             mod = importlib.util.module_from_spec(spec)
             sys.modules[full] = mod
             try:
-                spec.loader.exec_module(mod)
+                # the source generated() checked, compiled here: never a __pycache__ file, which Python
+                # would trust by the source's mtime and size alone
+                exec(builtins.compile(source, str(path), "exec"), mod.__dict__)
             except BaseException:
                 del sys.modules[full]
                 raise
@@ -77,18 +84,30 @@ def library(mode: str, file: str) -> types.ModuleType:
     return _import(mode, file)
 
 
+@functools.lru_cache(maxsize=None)
+def _process_dir() -> Path:
+    """Where generated modules go without a cache (GRAPHC_NO_CACHE=1): a directory of this process's own
+    (Triton reads kernel source from the file: never a shared, guessable /tmp path another user could own)."""
+    return Path(tempfile.mkdtemp(prefix="graphc-triton-"))
+
+
 def generated(mode: str, source: str) -> types.ModuleType:
     """A module of generated kernels: written once under its content hash, then imported for mode."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:32]
     root = cache_dir()
-    folder = (root / "triton") if root is not None else Path(tempfile.gettempdir()) / "graphc-triton"
+    folder = (root / "triton") if root is not None else _process_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"gen_{digest}.py"
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".{id(source)}.tmp")
-        tmp.write_text(source)
-        tmp.replace(path)                          # atomic: another process never sees half a file
-    return _import(mode, f"gen_{digest}", path)
+    try:
+        same = path.read_text(encoding="utf-8") == source     # a damaged or swapped file is written again
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        fd, tmp = tempfile.mkstemp(prefix=f".gen_{digest}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.replace(tmp, path)                      # atomic: another process never sees half a file
+    return _import(mode, f"gen_{digest}", path, source)
 
 
 # --- the interpreter's libdevice -------------------------------------------------------------------------
