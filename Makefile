@@ -47,6 +47,13 @@ test: $(STAMP) system-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
 
+# A time-boxed random-graph campaign over every target (tools/fuzz.py): counts per target; failing graphs,
+# shrunk, are saved under tests/regressions/ (tests/regressions/README.md)
+MINUTES ?= 10
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(BIN)/python tools/fuzz.py --minutes $(MINUTES)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -10,6 +10,8 @@ Rules (each keeps every value any output or state sees bit-identical):
   A removed copy or no-op X of Y is only replaced by Y when X's memory is never written into and no
   writer changes Y's memory after X (else a reader of X would see the newer bytes). An output X keeps
   its node (and name); only its consumers are rewired.
+- outputs: an output left viewing a computed tensor (its source copy removed above) gets a copy of its own
+  (graphc.passes.rewrite.materialise_output_views), so that tensor never sits in the reused arena.
 - constants: a node whose sources are all constants (leafs without input/param/state flags with data,
   or views of such leafs that nothing writes) is computed once by the ref interpreter and becomes a
   constant leaf, unless its result exceeds FOLD_LIMIT bytes or its ref result depends on target options.
@@ -21,8 +23,8 @@ import numpy as np
 from ..ir import Flag, Graph, Tensor
 from ..ops import Decl
 from ..program import root_of
-from .rewrite import (OBSERVABLE, clone, is_alias, is_writer, layout_equal, remake, replace_uses,
-                      writers_by_root)
+from .rewrite import (OBSERVABLE, clone, is_alias, is_writer, layout_equal, materialise_output_views, remake,
+                      replace_uses, writers_by_root)
 
 FOLD_LIMIT = 1 << 20          # bytes: larger constants are cheaper to compute than to store
 # ops whose ref result depends on a target option (quant_matmul) or on user code: not folded
@@ -43,6 +45,8 @@ def canonicalize(graph: Graph, stats: dict[str, int] | None = None) -> Graph:
             c.fold(n)
     c.drop_bypassed()
     g.nodes = [n for n in g.nodes if id(n) not in c.gone and not n.is_leaf]
+    # an output view whose source copy was removed may now view a computed tensor: give it its own copy
+    c.stats["output copies"] = materialise_output_views(g)
     if stats is not None:
         stats.update(c.stats)
     return g

@@ -132,15 +132,19 @@ def _place_views(views: list[Tensor], users: dict[int, list[Tensor]], group_of: 
 def _order(seq: list[_Group], view_groups: list[_Group], group_of: dict[int, _Group],
            users: dict[int, list[Tensor]], index: dict[int, int]) -> list[_Group]:
     """Sequence order, each view kernel just before its first reader (after its source when unread)."""
-    key: dict[int, tuple] = {id(g): (g.pos, 1, 0) for g in seq}
+    # keys (pos, tier, node index, step back): a view kernel takes its first reader's key one step back, so it
+    # runs just before that reader, and after the reader's own sources (a reader may be an unread view kernel,
+    # placed after the group of the tensor it views: so is then the view it reads)
+    key: dict[int, tuple] = {id(g): (g.pos, 1, 0, 0) for g in seq}
     for g in view_groups:                   # built in reverse graph order: readers' keys are known
         v = g.nodes[0]
         reader_keys = [key[id(group_of[id(u)])] for u in users[id(v)]]
         if reader_keys:
-            key[id(g)] = (min(k[0] for k in reader_keys), 0, index[id(v)])
+            first = min(reader_keys)
+            key[id(g)] = first[:3] + (first[3] - 1,)
         else:
             src = group_of.get(id(base_of(v)))
-            key[id(g)] = (src.pos if src is not None else -1, 2, index[id(v)])
+            key[id(g)] = (src.pos if src is not None else -1, 2, index[id(v)], 0)
     order = sorted(seq + view_groups, key=lambda g: key[id(g)])
     at = {id(g): i for i, g in enumerate(order)}
     for g in order:                          # the construction guarantees this; a failure is a bug here

@@ -15,7 +15,7 @@ from ..ops import Decl
 from ..program import ALIAS_ONLY, is_writer, root_of
 
 __all__ = ["clone", "is_alias", "is_writer", "writers_by_root", "reads", "replace_uses", "remake",
-           "layout_equal", "OBSERVABLE"]
+           "layout_equal", "materialise_output_views", "OBSERVABLE"]
 
 # a leaf with any of these flags is seen from outside the graph (fed, bound or kept between runs)
 OBSERVABLE = Flag.INPUT | Flag.PARAM | Flag.STATE
@@ -85,3 +85,27 @@ def remake(t: Tensor, op: str, srcs: list[Tensor | None], params: dict[str, Any]
     assert (made.view_src is t.view_src or (made.view_src is None and t.view_src is None)) and \
         made.view_offs == t.view_offs, (t, made)
     t.op, t.src, t.params = made.op, made.src, made.params
+
+
+def materialise_output_views(graph: Graph) -> int:
+    """Give every output that views an intermediate node's memory (a transpose, reshape or view of a computed
+    tensor, a cpy into one) a copy of its own, IN PLACE: a `cont` of it at the end of the graph takes its name
+    and OUTPUT flag, and the view, renamed "<name> (view)", stays for its other readers. ggml keeps such a
+    view's source alive to the end of the graph (gallocr never frees a tensor whose view has no children);
+    graphc's memory regions are per root (graphc.program.region_of), so without this the root would sit in
+    the arena, its bytes reused before the user reads the output. The copy reads the root after every node
+    has run, as reading the view after the run would. Views of inputs, weights, state and outputs are kept:
+    their roots persist. Returns the number of outputs copied."""
+    b = GraphBuilder()
+    made: list[Tensor] = []
+    for t in graph.tensors():
+        r = t.view_src
+        if not (t.flags & Flag.OUTPUT) or r is None or r.is_leaf or r.flags & Flag.OUTPUT:
+            continue
+        c = b.op("cont", [t], name=t.name)
+        c.flags = Flag.OUTPUT
+        t.flags &= ~Flag.OUTPUT
+        b.set_name(t, f"{t.name} (view)")
+        made.append(c)
+    graph.nodes.extend(made)
+    return len(made)
