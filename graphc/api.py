@@ -21,6 +21,7 @@ in the leaf's own type is used in place, read-only, never copied; other stored t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -104,7 +105,37 @@ def _weight_ref_data(t: Tensor, ref: WeightRef, base_dir: str, cache: dict[str, 
     if path not in cache:
         cache[path] = open_weights_file(path)
     wf = cache[path]
-    return tensor_data(wf, wf.resolve(ref.tensor), t)
+    if ref.rows is None and ref.cols is None:
+        return tensor_data(wf, wf.resolve(ref.tensor), t)
+    return _weight_slice(wf, wf.resolve(ref.tensor), ref, t)
+
+
+def _weight_slice(wf: Any, name: str, ref: WeightRef, t: Tensor) -> np.ndarray:
+    """Leaf t's bytes from a slice of file tensor `name` (a shard): rows [r0, r1) of its ne[1] as a view
+    of the file, columns [c0, c1) of its ne[0] (whole blocks) copied; t's ne is the slice's."""
+    from graphc.frontends.weights import tensor_data
+    from .ir import new_tensor
+    if name not in wf:
+        return tensor_data(wf, name, t)               # the missing-tensor message
+    _, ne = wf.info(name)
+    full = new_tensor(t.name, t.type, tuple(int(d) for d in ne))
+    raw = tensor_data(wf, name, full)                 # a view when the file's type is t's type
+    n_rows = int(np.prod(full.ne[1:]))
+    row_bytes = raw.size // max(n_rows, 1)
+    r0, r1 = ref.rows if ref.rows is not None else (0, full.ne[1])
+    c0, c1 = ref.cols if ref.cols is not None else (0, full.ne[0])
+    blck = t.type.blck
+    want = (c1 - c0, r1 - r0) + tuple(full.ne[2:])
+    if (not 0 <= r0 < r1 <= full.ne[1] or not 0 <= c0 < c1 <= full.ne[0] or c0 % blck or c1 % blck
+            or tuple(t.ne) != want):
+        raise CompileError(f"weight {t.name!r}: slice rows {ref.rows} cols {ref.cols} of {wf.path} {name!r} "
+                           f"(ne {list(full.ne)}) does not give the leaf's ne {list(t.ne)} in whole "
+                           f"{t.type.name} blocks of {blck}")
+    rows = raw.reshape(int(np.prod(full.ne[2:])), full.ne[1], row_bytes)[:, r0:r1]
+    if (c0, c1) != (0, full.ne[0]):
+        bs = t.type.size
+        rows = np.ascontiguousarray(rows[:, :, c0 // blck * bs:c1 // blck * bs])
+    return rows.reshape(-1) if rows.flags.c_contiguous else np.ascontiguousarray(rows).reshape(-1)
 
 
 def _bind_from_file(graph: Graph, path: PathLike, cache: dict[str, Any]) -> set[int]:
@@ -382,8 +413,9 @@ def compile(graph_or_path: "Graph | PathLike", target: str = DEFAULT_TARGET, wei
     if not isinstance(quantize, QuantPlan):
         parse_spec(quantize)        # a bad type or override fails before any weight is read
     g = verify(graph.copy())
-    from .passes.rewrite import materialise_output_views
+    from .passes.rewrite import materialise_output_views, snapshot_aliased_writes
     materialise_output_views(g)         # outputs that view computed tensors get their own memory
+    snapshot_aliased_writes(g)          # a cpy/set_rows reading the memory it writes reads a copy
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     in_memory = bind_weights(g, weights, base_dir)
     qplan, in_memory = _apply_quantize(g, quantize, in_memory)
@@ -463,13 +495,29 @@ def memory_needs(g: Graph, program: Any = None, shared_state: bool = False) -> d
             sum(t.nbytes for t in outputs.values() if not t.flags & (Flag.STATE | Flag.PARAM))}
 
 
-def _enforce_max_memory(g: Graph, program: Any, max_memory: int, shared_state: bool) -> None:
+def temporaries_bytes(exe: Any) -> int:
+    """The bytes of a compiled executable's buffers beyond the memory plan: the generated code's temporary
+    buffer (values that cross steps inside a kernel: `gen.temp_size` of the c, opencl and triton targets)
+    and OpenCL's scratch buffer. Known only once the target generated its code; 0 for ref."""
+    gen = getattr(exe, "gen", None)
+    return sum(int(getattr(gen, k, 0) or 0) for k in ("temp_size", "scratch_size")) if gen is not None else 0
+
+
+def _enforce_max_memory(g: Graph, program: Any, max_memory: int, shared_state: bool,
+                        temporaries: int | None = None) -> None:
+    """CompileError when the module needs more than max_memory bytes. Checked twice: before the target
+    compiles (temporaries None: nothing is allocated yet), and after, with the bytes of the generated code's
+    temporaries (temporaries_bytes), which only code generation knows."""
     need = memory_needs(g, program, shared_state)
+    if temporaries:
+        need["temporaries"] = temporaries
     total = sum(need.values())
     if total > max_memory:
         parts = " + ".join(f"{k if k != 'io' else 'inputs/outputs'} {v:,d}" for k, v in need.items())
+        when = ("nothing was allocated" if temporaries is None else
+                "refused after code generation, which sizes the temporaries; the module is not returned")
         raise CompileError(f"max_memory: graph {g.name!r} needs {total:,d} bytes ({parts}), more than the "
-                           f"limit of {max_memory:,d} bytes; nothing was allocated")
+                           f"limit of {max_memory:,d} bytes; {when}")
 
 
 def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any], in_memory: set[int],
@@ -498,6 +546,8 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
         raise
     except NotImplementedError as e:
         raise CompileError(f"target {target!r} cannot compile this graph: {e}") from None
+    if max_memory is not None and temporaries_bytes(exe):
+        _enforce_max_memory(g, program, max_memory, state_buffers is not None, temporaries_bytes(exe))
     m = Module(g, exe, target, target_opts, in_memory, source)
     m.program = program
     return m
@@ -551,7 +601,7 @@ def save_artifact(module: Module, directory: str) -> str:
         if t.weight is not None:
             src_dir = os.path.dirname(os.path.abspath(module.source)) if module.source else os.getcwd()
             f = t.weight.file if os.path.isabs(t.weight.file) else os.path.join(src_dir, t.weight.file)
-            t.weight = WeightRef(os.path.abspath(f), t.weight.tensor)
+            t.weight = dataclasses.replace(t.weight, file=os.path.abspath(f))
         t.data = None
     files = [GRAPH_FILE]
     dump(g, os.path.join(directory, GRAPH_FILE))

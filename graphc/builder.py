@@ -84,11 +84,13 @@ class GraphBuilder:
         t.flags |= Flag.OUTPUT
         return t
 
-    def set_param(self, t: Tensor, file: str | None = None, tensor: str | None = None) -> Tensor:
-        """Mark a weight; optionally bind it to a tensor in a weights file (GGUF, safetensors, npz)."""
+    def set_param(self, t: Tensor, file: str | None = None, tensor: str | None = None,
+                  rows: "tuple[int, int] | None" = None, cols: "tuple[int, int] | None" = None) -> Tensor:
+        """Mark a weight; optionally bind it to a tensor in a weights file (GGUF, safetensors, npz), or to
+        a slice of one (rows / cols: WeightRef)."""
         t.flags |= Flag.PARAM
         if file is not None:
-            t.weight = WeightRef(str(file), tensor if tensor is not None else t.name)
+            t.weight = WeightRef(str(file), tensor if tensor is not None else t.name, rows, cols)
         return t
 
     def set_state(self, t: Tensor) -> Tensor:
@@ -317,6 +319,15 @@ class GraphBuilder:
     def rwkv_wkv4(self, k, v, w, u, state):
         """graphc: RWKV-4 WKV over T tokens (see graphc.ops); w = -exp(time_decay), u = time_first."""
         return self.op("rwkv_wkv4", [k, v, w, u, state])
+
+    # --- collectives (graphc/parallel.py) ---------------------------------------------
+    def all_reduce(self, a, world: int):
+        """The sum of a over the `world` ranks of the process group (torch.distributed)."""
+        return self.op("all_reduce", [a], {"world": world})
+
+    def all_gather(self, a, world: int, total: int):
+        """Every rank's rows of a (ne[0]), concatenated in rank order: `total` rows (ops.all_gather)."""
+        return self.op("all_gather", [a], {"world": world, "total": total})
 
     # --- custom ------------------------------------------------------------------------
     def custom(self, fn: str, *srcs: Tensor, type: "str | GGMLType | None" = None,

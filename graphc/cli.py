@@ -195,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     gn.add_argument("--no-parse-special", dest="parse_special", action="store_false",
                     help="read special-token texts in the prompt (</s>, <|im_end|>, ...) as plain text (default: "
                          "they become those tokens, as in llama.cpp)")
+    tp = gn.add_argument_group("tensor parallelism (under torchrun: torchrun --nproc-per-node N -m graphc "
+                               "generate ...)")
+    tp.add_argument("--all-ranks", action="store_true",
+                    help="under torchrun, every rank prints what rank 0 prints (default: the others print only "
+                         "their errors)")
     ch = gn.add_argument_group("chat (the prompt and each input line are user turns in the model's chat template)")
     ch.add_argument("--chat", action="store_true",
                     help="render --prompt as one user turn through the chat template and print the reply")
@@ -984,8 +989,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.quantize:
         opts["quantize"] = args.quantize
     opts.update(_device_opts(args, args.target))
-    # lazy: the model's graphs compile once the prompt is known to fit (compiles over a second are reported)
-    model = load(args.model, target=args.target, lazy=True, progress=sys.stderr, **opts)
+    from . import parallel
+    if not parallel.launched_by_torchrun():
+        return _generate(args, load(args.model, target=args.target, lazy=True, progress=sys.stderr, **opts))
+    # one rank of several (torchrun): hold this rank's share of the model; rank 0 prints
+    opts["tensor_parallel"] = True
+    rank, _ = parallel.init_from_env()
+    if rank > 0 and not args.all_ranks:
+        _quiet_rank(rank)
+    ok = False
+    try:
+        rc = _generate(args, load(args.model, target=args.target, lazy=True, progress=sys.stderr, **opts))
+        ok = True
+        return rc
+    finally:
+        parallel.finish(ok)
+
+
+def _generate(args: argparse.Namespace, model: Any) -> int:
+    """Generate with a model loaded lazily: its graphs compile once the prompt is known to fit."""
+    chat = args.chat or args.interactive
     if args.prompt is not None and model.tokenizer is None:
         raise UsageError(f"{args.model} has no tokenizer: give the prompt as token ids with --prompt-ids")
     try:
@@ -994,6 +1017,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return _generate_text(args, model)
     except ContextOverflow as e:
         raise RunError(_context_words(e, args)) from None
+
+
+class _ErrorsOnly:
+    """stderr of a tensor-parallel rank other than 0: only graphc's error lines pass, marked with the rank."""
+
+    def __init__(self, stream: Any, rank: int):
+        self.stream, self.rank, self.line = stream, rank, ""
+
+    def write(self, text: str) -> int:
+        self.line += text
+        while "\n" in self.line:
+            line, self.line = self.line.split("\n", 1)
+            if line.startswith(f"{PROG}: error") or line.startswith(f"{PROG}: internal error"):
+                self.stream.write(f"{PROG}: rank {self.rank}:{line[len(PROG) + 1:]}\n")
+                self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _quiet_rank(rank: int) -> None:
+    """Ranks other than 0 print nothing but their errors (rank 0 prints the text and the timings)."""
+    sys.stdout = open(os.devnull, "w")
+    sys.stderr = _ErrorsOnly(sys.stderr, rank)
 
 
 def _context_words(e: ContextOverflow, args: argparse.Namespace) -> str:

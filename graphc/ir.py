@@ -52,9 +52,13 @@ def role_of(t: "Tensor") -> str:
 
 @dataclass(frozen=True)
 class WeightRef:
-    """Where a param tensor's data lives: a file (GGUF, safetensors, .npy/.npz) and a tensor name in it."""
+    """Where a param tensor's data lives: a file (GGUF, safetensors, .npy/.npz) and a tensor name in it;
+    optionally a slice of that tensor (a tensor-parallel shard, graphc.parallel): rows [r0, r1) of its
+    ne[1] (contiguous bytes, read in place) and columns [c0, c1) of its ne[0] (whole quant blocks; copied)."""
     file: str
     tensor: str
+    rows: "tuple[int, int] | None" = None
+    cols: "tuple[int, int] | None" = None
 
 
 def contiguous_strides(type_: GGMLType, ne: tuple[int, ...]) -> tuple[int, int, int, int]:

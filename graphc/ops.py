@@ -484,6 +484,35 @@ def _custom(*srcs, fn, decl: Decl):
     return Spec(decl.type, decl.ne)
 
 
+# --- collectives (tensor parallelism, graphc/parallel.py; run by the host through torch.distributed) --------
+# `world` is the number of ranks the graph was sharded for: a run in another group size is an error, and a
+# graph for one rank runs anywhere (the collectives then copy).
+
+@_op("all_reduce", ("a",), (Param("world", "i32", 1),), kind="other", ggml="")
+def _all_reduce(a, world):
+    _float_src(a, "all_reduce")
+    _need(a.type == F32, f"all_reduce sums f32 tensors, got {a.type.name}", "type")
+    _need(world >= 1, f"all_reduce world must be >= 1, got {world}", "param")
+    return _same(a)
+
+
+@_op("all_gather", ("a",), (Param("world", "i32", 1), Param("total", "i64")), kind="other", ggml="")
+def _all_gather(a, world, total):
+    """Every rank's rows (ne[0]) concatenated in rank order, `total` rows in all: rank r holds rows
+    [r * chunk, min((r + 1) * chunk, total)), chunk = ceil(total / world) (torch.chunk's split)."""
+    _need(a.type == F32, f"all_gather gathers f32 tensors, got {a.type.name}", "type")
+    _need(world >= 1 and total >= 1, f"all_gather needs world >= 1 and total >= 1, got {world}, {total}", "param")
+    chunk = -(-total // world)
+    last = total - (world - 1) * chunk
+    _need(last > 0, f"all_gather of {total} rows over {world} ranks leaves a rank no row", "shape")
+    _need(a.ne[0] in (chunk, last), f"all_gather of {total} rows over {world} ranks takes {chunk} rows per rank "
+          f"({last} on the last), got {a.ne[0]}", "shape")
+    return Spec(F32, (int(total), a.ne[1], a.ne[2], a.ne[3]))
+
+
+COLLECTIVES = ("all_reduce", "all_gather")
+
+
 # --- params -----------------------------------------------------------------------------
 
 def _as_f32(v: Any) -> float:

@@ -448,6 +448,11 @@ case("sum_rows", [In("a", "f32", (7, 5, 3, 2))], lambda g, T: g.sum_rows(T["a"])
      lambda X: X["a"].sum(-1, keepdims=True), lambda ctx, T: gg.ggml_sum_rows(ctx, T["a"]))
 case("mean", [In("a", "f32", (7, 5, 3, 2))], lambda g, T: g.mean(T["a"]),
      lambda X: X["a"].mean(-1, keepdims=True), lambda ctx, T: gg.ggml_mean(ctx, T["a"]))
+# collectives in a group of one (graphc/parallel.py; tests/test_tensor_parallel.py runs several ranks)
+case("all_reduce", [In("a", "f32", (7, 5, 3))], lambda g, T: g.all_reduce(g.mul(T["a"], T["a"]), 1),
+     lambda X: X["a"] * X["a"], None, why_ggml="a torch.distributed collective; ggml has none")
+case("all_gather", [In("a", "f32", (7, 5))], lambda g, T: g.all_gather(T["a"], 1, 7),
+     lambda X: X["a"], None, exact=True, why_ggml="a torch.distributed collective; ggml has none")
 case("argmax", [In("a", "f32", (11, 6))], lambda g, T: g.argmax(T["a"]),
      lambda X: np.argmax(X["a"], axis=-1).reshape(1, 1, 1, -1), lambda ctx, T: gg.ggml_argmax(ctx, T["a"]),
      exact=True)

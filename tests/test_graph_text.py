@@ -138,6 +138,8 @@ def _per_op_graphs() -> dict[str, list[Graph]]:
     add("custom", lambda b: b.custom("my_rotate", f32(b, 8, 2, name="x"), f32(b, 8, 2, name="y"),
                                      type="f16", ne=(4, 4, 2)))
     add("custom", lambda b: b.custom("zero_src_op", type="i32", ne=(3,)))
+    add("all_reduce", lambda b: b.all_reduce(f32(b, 8, 2, name="partial"), 4))
+    add("all_gather", lambda b: b.all_gather(f32(b, 3, 2, name="logits_shard"), 4, 11))
     return out
 
 

@@ -8,6 +8,7 @@ a launch boundary between them):
   CopyStep  same-type / float-to-float copies (cpy, and dup/cont/repeat of integer or block types).
   LibStep   a library kernel of the target (kernels/<target>/) for the main node, by op name.
   CustomStep a registered custom op's own kernel for this target.
+  HostStep  a collective (all_reduce, all_gather: graphc/parallel.py) the host performs between steps.
 Values that stay inside a kernel but cross a step (a reduction's prologue, a matmul's result read by its
 epilogue) live in a per-program temporary buffer; kernel outputs live where the memory plan says.
 
@@ -23,7 +24,7 @@ from typing import Mapping
 from graphc.custom import get_custom_op
 from graphc.errors import CompileError
 from graphc.ir import Tensor
-from graphc.ops import ALIAS_ONLY, OPS, can_repeat, kind_ops
+from graphc.ops import ALIAS_ONLY, COLLECTIVES, OPS, can_repeat, kind_ops
 from graphc.program import Kernel, Program, materialised, region_of, root_of
 
 from .expr import Expr, Var
@@ -153,6 +154,17 @@ class CustomStep(Step):
 
 
 @dataclass
+class HostStep(Step):
+    """A collective: the host reads arg `src`, runs graphc.parallel's op over the group and writes arg `dst`.
+    `index` numbers the program's host steps in order (the id a target's host call passes back)."""
+    op: str = ""
+    dst: int = 0
+    src: int = 0
+    index: int = 0
+    kind = "host"
+
+
+@dataclass
 class LoweredProgram:
     program: Program
     args: list[Arg]
@@ -229,6 +241,8 @@ def group_steps(nodes: list[Tensor], lib: Library) -> list[tuple[str, list[Tenso
                 raise unsupported(lib.target, "custom", n, f"custom function {n.params.get('fn')!r} has no "
                                   f"{lib.target} kernel (register_custom_op(..., kernels={{{lib.target!r}: ...}}))")
             steps.append(("custom", [n]))
+        elif n.op in COLLECTIVES:
+            steps.append(("host", [n]))
         elif lib.has(n.op):
             steps.append(("lib", [n]))
         else:
@@ -249,6 +263,7 @@ class _Lowering:
         self.temp_size = 0
         self.mat = materialised(program)
         self.checked: list[Tensor] = []
+        self.n_host = 0
 
     def arg(self, t: Tensor) -> int:
         i = self.row.get(id(t))
@@ -276,7 +291,8 @@ class _Lowering:
             groups = group_steps(k.nodes, self.lib)
             self._place_temps(k, groups)
             for si, (kind, nodes) in enumerate(groups):
-                st = {"ew": self._ew, "copy": self._copy, "lib": self._lib, "custom": self._custom}[kind](nodes)
+                st = {"ew": self._ew, "copy": self._copy, "lib": self._lib, "custom": self._custom,
+                      "host": self._host}[kind](nodes)
                 st.name, st.kernel, st.work = f"k{ki}_{si}", ki, work_of(nodes)
                 steps.append(st)
         buffers = ["arena", "temp"]
@@ -361,6 +377,12 @@ class _Lowering:
                           dst=self.arg(n), srcs=srcs)
 
 
+    def _host(self, nodes: list[Tensor]) -> HostStep:
+        n = nodes[0]
+        self.n_host += 1
+        return HostStep(nodes, op=n.op, dst=self.arg(n), src=self.arg(n.src[0]), index=self.n_host - 1)
+
+
 def _users_in(k: Kernel) -> dict[int, list[Tensor]]:
     """id(node) -> the nodes of kernel k that read it (directly or through an alias-only view)."""
     users: dict[int, list[Tensor]] = {}
@@ -384,5 +406,6 @@ def op_label(n: Tensor) -> str:
     return str(n.params["op"]) if n.op in ("unary", "glu") else n.op
 
 
-__all__ = ["Arg", "CopyStep", "CustomStep", "EwStep", "LibOp", "LibStep", "Library", "Load", "LoweredProgram",
+__all__ = ["Arg", "CopyStep", "CustomStep", "EwStep", "HostStep", "LibOp", "LibStep", "Library", "Load",
+           "LoweredProgram",
            "Step", "Store", "Unsupported", "is_copy", "is_ew", "lower", "op_label", "work_of"]

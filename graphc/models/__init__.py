@@ -35,6 +35,10 @@ def load(path: "str | os.PathLike[str]", target: str = "c", **opts: Any) -> Mode
         from .llm import load_gguf
         return load_gguf(path, target=target, **opts)
     from .rwkv import load_rwkv
+    if opts.pop("tensor_parallel", False):
+        from graphc.errors import CompileError
+        raise CompileError(f"{path}: tensor parallelism splits GGUF decoder models (llama, qwen2, gemma3); "
+                           "an RWKV-4 checkpoint runs in one process")
     opts.pop("n_ctx", None)           # an RNN has no context window: its state is fixed-size
     opts.pop("lazy", None)            # its graphs compile at load (one graph per token count, small)
     opts.pop("progress", None)

@@ -60,10 +60,12 @@ class GGUFModel(Model):
 
     def __init__(self, f: Any, cfg: Any, target: str, n_ctx: int, n_batch: int, kv_type: str, quantize: Any,
                  flash_attn: bool, kv_pad: int, target_opts: dict[str, Any], lazy: bool = False,
-                 progress: Any = None):
+                 progress: Any = None, shard: Any = None):
         """f: the open GGUFFile (metadata and tensor table are read here; weights are bound by reference)."""
         self.path, self.target, self.cfg = f.path, target, cfg
         self._tensors = {n: (e.type, e.ne) for n, e in f.tensors.items()}
+        self.shard = shard                # this rank's part of a tensor-parallel split, or None (tensor_parallel.py)
+        self._local = shard.local(cfg) if shard is not None else cfg
         self.tokenizer, self.eos_ids = self._load_tokenizer(f)
         self.n_vocab = cfg.n_vocab
         self.n_ctx, self.n_batch, self.kv_type, self.flash_attn = n_ctx, n_batch, kv_type, flash_attn
@@ -87,7 +89,7 @@ class GGUFModel(Model):
         from .llm_graph import build_graph
         return build_graph(self.cfg, self._tensors, self.path, n_tokens, self.n_ctx, self.kv_type,
                            self.flash_attn, n_kv, weight_types=self._qtypes, gelu_table=self.gelu_table,
-                           last_only=last_only)
+                           last_only=last_only, shard=self.shard)
 
     def _compile(self, n_tokens: int, n_kv: int, last_only: bool = False):
         import graphc
@@ -144,7 +146,7 @@ class GGUFModel(Model):
         self._n_past = 0
 
     def _forward(self, ids: np.ndarray, all_positions: bool = True) -> np.ndarray:
-        from .llm_graph import kq_mask, positions, v_indices
+        from .llm_graph import kq_mask, positions, shard_inputs, v_indices
         n = int(ids.size)
         if self._n_past + n > self.n_ctx:
             raise ContextOverflow(self._n_past, n, self.n_ctx, self.n_ctx_max)
@@ -157,10 +159,12 @@ class GGUFModel(Model):
             m = self._compile(size, n_kv, not all_positions)
             pos = positions(self._n_past, size)
             feed = {"tokens": ids[done:done + size], "pos": pos, "kq_mask": kq_mask(pos, n_kv, 0, mtype)}
+            if self.shard is not None:
+                feed["tokens"], feed["tok_mask"] = shard_inputs(self.shard, feed["tokens"])
             if c.has_swa:
                 feed["kq_mask_swa"] = kq_mask(pos, n_kv, c.n_swa, mtype)
             if not self.flash_attn:
-                feed["v_idxs"] = v_indices(pos, c.n_embd_v_gqa, self.n_ctx)
+                feed["v_idxs"] = v_indices(pos, self._local.n_embd_v_gqa, self.n_ctx)   # this rank's V rows
             logits = m.run(feed)["logits"]
             if all_positions:
                 out[done:done + size] = logits.reshape(size, self.n_vocab)
@@ -208,7 +212,8 @@ def _read_only(data: Any) -> np.ndarray:
 def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | None = None,
               n_batch: int = DEFAULT_N_BATCH, kv_type: str = "f16", quantize: Any = None,
               n_threads: int | None = None, flash_attn: bool = False, kv_pad: int = DEFAULT_KV_PAD,
-              lazy: bool = False, progress: Any = None, **target_opts: Any) -> GGUFModel:
+              lazy: bool = False, progress: Any = None, tensor_parallel: Any = False,
+              **target_opts: Any) -> GGUFModel:
     """Load a llama / qwen2 / gemma3 GGUF file and compile it for `target`.
 
     n_ctx: KV cache rows (default min(4096, the model's context_length); more than context_length is an
@@ -219,8 +224,12 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
     (llama-cpp-python's default). kv_pad: attend to the used cache rows rounded up to kv_pad * 2^k
     (0: always all n_ctx rows; see the module doc). lazy: compile the decode graph when first needed, not
     here (a caller can then check that a prompt fits, model.check_fits, before any compile). progress: a
-    text stream (e.g. sys.stderr) told about compiles that take over a second. Other options go to the
-    target."""
+    text stream (e.g. sys.stderr) told about compiles that take over a second. tensor_parallel: True to
+    hold only this process's share of the model in a torch.distributed process group (the current one,
+    or the one torchrun describes, joined here; graphc.models.tensor_parallel has the split): every rank
+    loads the same file with the same options and feeds the same tokens; each computes its heads, FFN
+    rows and vocabulary rows and all of them get every logit. A group of one runs unsplit. Other options
+    go to the target."""
     from graphc.frontends.gguf import open_gguf
     from .llm_config import LLMConfig
     for what, v, lo in (("n_ctx", n_ctx, 1), ("n_batch", n_batch, 1), ("kv_pad", kv_pad, 0)):
@@ -237,5 +246,15 @@ def load_gguf(path: "str | os.PathLike[str]", target: str = "c", n_ctx: int | No
         if n_ctx > cfg.context_length:
             raise CompileError(f"n_ctx {n_ctx} is larger than the model's context_length {cfg.context_length} "
                                f"({cfg.arch}.context_length in {f.path})")
+        shard = None
+        if tensor_parallel:
+            from graphc import parallel
+            from .tensor_parallel import plan
+            rank, world = parallel.init_from_env()
+            if world > 1:
+                shard = plan(cfg, {n: (e.type, e.ne) for n, e in f.tensors.items()}, f.path, world, rank)
+                if target == "c" and "n_threads" not in target_opts:     # the host's cores, shared by its ranks
+                    target_opts["n_threads"] = max(1, (os.cpu_count() or 1) // parallel.local_world_size())
         return GGUFModel(f, cfg, target, int(n_ctx), int(min(n_batch, n_ctx)), kv_type, quantize,
-                         bool(flash_attn), int(kv_pad), target_opts, lazy=bool(lazy), progress=progress)
+                         bool(flash_attn), int(kv_pad), target_opts, lazy=bool(lazy), progress=progress,
+                         shard=shard)

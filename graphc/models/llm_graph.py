@@ -35,6 +35,7 @@ from graphc.ir import Graph, Tensor
 from graphc.types import GGMLType, get_type
 
 from .llm_config import LLMConfig
+from .tensor_parallel import Shard
 
 KV_TYPES = ("f16", "f32")
 TensorTable = Mapping[str, "tuple[GGMLType, Sequence[int]]"]    # GGUF name -> (stored type, ne)
@@ -50,9 +51,13 @@ class _Weights:
     def has(self, name: str) -> bool:
         return name in self.table
 
-    def __call__(self, name: str, *ne: int, optional: bool = False) -> Tensor | None:
-        if name in self.made:
-            return self.made[name]
+    def __call__(self, name: str, *ne: int, optional: bool = False, rows: "tuple[int, int] | None" = None,
+                 cols: "tuple[int, int] | None" = None) -> Tensor | None:
+        """The leaf for file tensor `name` of ne `ne` (checked against the file), or for its slice: rows
+        [r0, r1) of ne[1], cols [c0, c1) of ne[0] (a tensor-parallel shard; WeightRef)."""
+        key = (name, rows, cols)
+        if key in self.made:
+            return self.made[key]
         if name not in self.table:
             if optional:
                 return None
@@ -65,20 +70,28 @@ class _Weights:
             raise CompileError(f"{self.path}: tensor {name!r} has ne {list(got)}, the model's hyperparameters "
                                f"say {list(ne)}")
         t = get_type(self.types.get(name, "f32" if len(ne) == 1 else stored))
-        leaf = self.g.set_param(self.g.new_tensor(t, ne, name), file=self.path, tensor=name)
-        self.made[name] = leaf
+        local = list(ne)
+        if cols is not None:
+            local[0] = cols[1] - cols[0]
+        if rows is not None:
+            local[1] = rows[1] - rows[0]
+        leaf = self.g.set_param(self.g.new_tensor(t, tuple(local), name), file=self.path, tensor=name,
+                                rows=rows, cols=cols)
+        self.made[key] = leaf
         return leaf
 
 
 def build_graph(cfg: LLMConfig, tensors: TensorTable, path: str, n_tokens: int, n_ctx: int,
                 kv_type: str = "f16", flash_attn: bool = False, n_kv: int | None = None,
                 weight_types: Mapping[str, str] | None = None, gelu_table: bool = False,
-                last_only: bool = False) -> Graph:
+                last_only: bool = False, shard: "Shard | None" = None) -> Graph:
     """The forward graph for n_tokens tokens over an n_ctx-row KV cache (attending to rows [0, n_kv)).
     Output logits [n_vocab, n_tokens], or [n_vocab, 1] for the last token alone with last_only.
     weight_types: {GGUF name: type} for weights declared in another type than stored (converted on load,
     or given as data: compile(weights=...)). gelu_table: GELU as llama.cpp's CPU backend computes it
-    (through an f16 table; the op's `table` parameter)."""
+    (through an f16 table; the op's `table` parameter). shard: this rank's part of a tensor-parallel
+    split (graphc.models.tensor_parallel: its heads, FFN rows and vocabulary rows, with the collectives;
+    the inputs are then `tokens` as this rank's local ids and `tok_mask`, see shard_inputs)."""
     n_kv = n_ctx if n_kv is None else n_kv
     if not 1 <= n_tokens <= n_ctx or not 1 <= n_kv <= n_ctx:
         raise CompileError(f"need 1 <= n_tokens ({n_tokens}) <= n_ctx ({n_ctx}) and 1 <= n_kv ({n_kv}) <= n_ctx")
@@ -87,13 +100,15 @@ def build_graph(cfg: LLMConfig, tensors: TensorTable, path: str, n_tokens: int, 
     if flash_attn and kv_type != "f16":
         raise CompileError("flash_attn needs an f16 KV cache (llama.cpp casts K and V to f16 for it)")
     return _Builder(cfg, tensors, path, n_tokens, n_ctx, n_kv, kv_type, flash_attn, weight_types or {},
-                    gelu_table, last_only).build()
+                    gelu_table, last_only, shard).build()
 
 
 class _Builder:
     def __init__(self, cfg: LLMConfig, tensors: TensorTable, path: str, T: int, n_ctx: int, n_kv: int,
                  kv_type: str, flash_attn: bool, weight_types: Mapping[str, str], gelu_table: bool,
-                 last_only: bool):
+                 last_only: bool, shard: "Shard | None" = None):
+        self.shard = shard
+        self.local = shard.local(cfg) if shard is not None else cfg     # this rank's heads and FFN width
         self.cfg, self.T, self.n_ctx, self.n_kv, self.kv_type, self.fa = cfg, T, n_ctx, n_kv, kv_type, flash_attn
         self.gelu_table = gelu_table
         self.last_only = last_only and T > 1
@@ -119,19 +134,28 @@ class _Builder:
         mtype = "f16" if self.fa else "f32"          # flash attention takes an f16 mask (llama-graph.cpp)
         self.mask = g.set_input(g.new_tensor_2d(mtype, self.n_kv, T, "kq_mask"))
         self.mask_swa = g.set_input(g.new_tensor_2d(mtype, self.n_kv, T, "kq_mask_swa")) if c.has_swa else None
-        self.v_idxs = None if self.fa else g.set_input(g.new_tensor_1d("i32", c.n_embd_v_gqa * T, "v_idxs"))
+        self.v_idxs = None if self.fa else g.set_input(g.new_tensor_1d("i32", self.local.n_embd_v_gqa * T, "v_idxs"))
         self.rope_freqs = w("rope_freqs.weight", c.n_rot // 2, optional=True) if c.arch == "llama" else None
 
-        tok_embd = w("token_embd.weight", E, c.n_vocab)
-        x = self.name(g.get_rows(tok_embd, tokens), "inp_embd")
+        sh = self.shard
+        vocab = sh.vocab if sh is not None else None
+        tok_embd = w("token_embd.weight", E, c.n_vocab, rows=vocab)
+        x = g.get_rows(tok_embd, tokens)
+        if sh is not None:     # this rank's rows of the table: other ranks' tokens give zero rows, summed over ranks
+            tok_mask = g.set_input(g.new_tensor_2d("f32", 1, T, "tok_mask"))
+            x = g.all_reduce(g.mul(x, tok_mask), sh.world)
+        x = self.name(x, "inp_embd")
         if c.embd_scale:
             x = self.name(g.scale(x, c.embd_scale), "inp_scaled")
         for il in range(c.n_layer):
             x = self.layer(x, il)
         x = self.name(self.norm(x, w("output_norm.weight", E)), "result_norm")
-        out = w("output.weight", E, c.n_vocab, optional=True)
+        out = w("output.weight", E, c.n_vocab, optional=True, rows=vocab)
         out = tok_embd if out is None else out                                  # tied embeddings
-        logits = self.linear(out, x, w("output.bias", c.n_vocab, optional=True) if c.arch == "qwen2" else None)
+        bias = w("output.bias", c.n_vocab, optional=True, cols=vocab) if c.arch == "qwen2" else None
+        logits = self.linear(out, x, bias)
+        if sh is not None:                                                      # every rank sees every logit
+            logits = g.all_gather(logits, sh.world, c.n_vocab)
         if c.final_softcap:
             inv = float(np.float32(1.0) / np.float32(c.final_softcap))        # 1.0f / cap, as C computes it
             logits = g.scale(g.tanh(g.scale(logits, inv)), c.final_softcap)
@@ -146,13 +170,15 @@ class _Builder:
         # build_qkv: separate projections with optional biases (qwen2 has them), reshaped to heads
         if w.has(p + "attn_qkv.weight"):
             raise CompileError(f"{w.path}: fused attn_qkv weights are not supported yet")
-        nq, nk, nv = c.head_dim_k * c.n_head, c.n_embd_k_gqa, c.n_embd_v_gqa
-        q = self.linear(w(p + "attn_q.weight", E, nq), cur, w(p + "attn_q.bias", nq, optional=True))
-        k = self.linear(w(p + "attn_k.weight", E, nk), cur, w(p + "attn_k.bias", nk, optional=True))
-        v = self.linear(w(p + "attn_v.weight", E, nv), cur, w(p + "attn_v.bias", nv, optional=True))
-        q = g.reshape_3d(q, c.head_dim_k, c.n_head, T)
-        k = g.reshape_3d(k, c.head_dim_k, c.n_head_kv, T)
-        v = self.name(g.reshape_3d(v, c.head_dim_v, c.n_head_kv, T), "Vcur", il)
+        L, sh = self.local, self.shard             # this rank's heads (all of them without a shard)
+        nq, nk, nv = c.head_dim_k * c.n_head, c.n_embd_k_gqa, c.n_embd_v_gqa     # the file's shapes
+        qr, kr, vr = (sh.q_rows(c), sh.k_rows(c), sh.v_rows(c)) if sh is not None else (None, None, None)
+        q = self.linear(w(p + "attn_q.weight", E, nq, rows=qr), cur, w(p + "attn_q.bias", nq, optional=True, cols=qr))
+        k = self.linear(w(p + "attn_k.weight", E, nk, rows=kr), cur, w(p + "attn_k.bias", nk, optional=True, cols=kr))
+        v = self.linear(w(p + "attn_v.weight", E, nv, rows=vr), cur, w(p + "attn_v.bias", nv, optional=True, cols=vr))
+        q = g.reshape_3d(q, c.head_dim_k, L.n_head, T)
+        k = g.reshape_3d(k, c.head_dim_k, L.n_head_kv, T)
+        v = self.name(g.reshape_3d(v, c.head_dim_v, L.n_head_kv, T), "Vcur", il)
         if gemma:
             q = self.name(self.norm(q, w(p + "attn_q_norm.weight", c.head_dim_k)), "Qcur_normed", il)
         q = self.name(self.rope(q, il), "Qcur", il)
@@ -163,7 +189,8 @@ class _Builder:
             q = g.scale(q, c.attn_scale)
         cur = self.attention(q, k, v, il)
         wo_b = w(p + "attn_output.bias", E, optional=True) if c.arch == "llama" else None   # only llama reads it
-        cur = self.linear(w(p + "attn_output.weight", nq, E), cur, wo_b)
+        oc = (sh.heads[0] * c.head_dim_v, sh.heads[1] * c.head_dim_v) if sh is not None else None
+        cur = self.reduced(g.mul_mat(w(p + "attn_output.weight", c.head_dim_v * c.n_head, E, cols=oc), cur), wo_b)
         cur = self.name(cur, "attn_out", il)
 
         if self.last_only and il == c.n_layer - 1:
@@ -177,6 +204,11 @@ class _Builder:
         if gemma:
             cur = self.name(self.norm(cur, w(p + "post_ffw_norm.weight", E)), "ffn_post_norm", il)
         return self.name(g.add(cur, ffn_inp), "l_out", il)
+
+    def reduced(self, partial: Tensor, bias: "Tensor | None") -> Tensor:
+        """A row-parallel product's sum over the ranks (each holds a K range), then its bias, added once."""
+        y = self.g.all_reduce(partial, self.shard.world) if self.shard is not None else partial
+        return self.g.add(y, bias) if bias is not None else y
 
     def last_row(self, t: Tensor) -> Tensor:
         """Column T-1 of a contiguous [E, T] tensor, as [E, 1]."""
@@ -192,15 +224,19 @@ class _Builder:
     def ffn(self, cur: Tensor, p: str, gemma: bool) -> Tensor:
         """build_ffn with a parallel gate: down(act(gate(x)) * up(x)); act = SiLU, or GELU (tanh) for gemma3."""
         c, g, w, E = self.cfg, self.g, self.w, self.cfg.n_embd
-        bias = (lambda n, d: w(n, d, optional=True)) if c.arch == "llama" else (lambda n, d: None)
-        up = self.linear(w(p + "ffn_up.weight", E, c.n_ff), cur, bias(p + "ffn_up.bias", c.n_ff))
-        gate = self.linear(w(p + "ffn_gate.weight", E, c.n_ff), cur, bias(p + "ffn_gate.bias", c.n_ff))
+        fr = self.shard.ff if self.shard is not None else None      # this rank's FFN rows (gate/up), K of down
+
+        def bias(n, d, cols=None):
+            return w(n, d, optional=True, cols=cols) if c.arch == "llama" else None
+        up = self.linear(w(p + "ffn_up.weight", E, c.n_ff, rows=fr), cur, bias(p + "ffn_up.bias", c.n_ff, fr))
+        gate = self.linear(w(p + "ffn_gate.weight", E, c.n_ff, rows=fr), cur, bias(p + "ffn_gate.bias", c.n_ff, fr))
         act = g.glu_split(gate, up, "geglu", table=self.gelu_table) if gemma else g.swiglu_split(gate, up)
-        return self.linear(w(p + "ffn_down.weight", c.n_ff, E), act, bias(p + "ffn_down.bias", E))
+        return self.reduced(g.mul_mat(w(p + "ffn_down.weight", c.n_ff, E, cols=fr), act),
+                            bias(p + "ffn_down.bias", E))
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, il: int) -> Tensor:
         """Store this batch's K and V in the cache, then attend over cache rows [0, n_kv) with the mask."""
-        c, g, T, C, n_kv = self.cfg, self.g, self.T, self.n_ctx, self.n_kv
+        c, g, T, C, n_kv = self.local, self.g, self.T, self.n_ctx, self.n_kv        # this rank's heads
         Dk, Dv, Hkv, H = c.head_dim_k, c.head_dim_v, c.n_head_kv, c.n_head
         Ek, Ev = c.n_embd_k_gqa, c.n_embd_v_gqa
         es = get_type(self.kv_type).size
@@ -250,3 +286,12 @@ def v_indices(pos: np.ndarray, n_embd_v_gqa: int, n_ctx: int) -> np.ndarray:
     """Element t * n_embd_v_gqa + d of this batch's V goes to row d * n_ctx + pos[t] of the transposed cache."""
     d = np.arange(n_embd_v_gqa, dtype=np.int64)[None, :]
     return (d * n_ctx + np.asarray(pos, dtype=np.int64)[:, None]).reshape(-1).astype(np.int32)
+
+
+def shard_inputs(shard: Shard, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A tensor-parallel rank's `tokens` (ids local to its vocabulary rows, 0 for the others' tokens) and
+    `tok_mask` ((T, 1) float32: 1 where the token is this rank's, 0 elsewhere)."""
+    v0, v1 = shard.vocab
+    ids = np.asarray(ids, dtype=np.int64)
+    mine = (ids >= v0) & (ids < v1)
+    return np.where(mine, ids - v0, 0).astype(np.int32), mine.astype(np.float32).reshape(-1, 1)

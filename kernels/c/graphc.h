@@ -39,6 +39,7 @@ typedef struct gc_ctx {
     void **scratch;          /* scratch[ith]: per-thread work memory, scratch_size bytes each */
     size_t scratch_size;
     int *work;               /* NULL, or 2 ints (zero between steps) a kernel may hand work out with */
+    int (*host)(int index);  /* the host's collectives (graphc/parallel.py): host step `index`, thread 0 */
 } gc_ctx;
 
 /* ggml type ids (graphc/types.py) */

@@ -121,6 +121,7 @@ class CExecutable(MemoryIO):
         relaid_bufs = dict(zip((id(t) for t in relaid), crepack.relaid_all(relaid)))
         roots = {id(root_of(t)): root_of(t) for t in graph.tensors()}
         self._keep: list[Any] = list(relaid_bufs.values())
+        self._buf_arrays: list[np.ndarray] = []
         ptrs = []
         for b in self.gen.buffers:
             if b == "arena":
@@ -132,6 +133,7 @@ class CExecutable(MemoryIO):
                 arr = relaid_bufs[rid] if rid in relaid_bufs else self.mem.buffer(roots[rid])
             if arr.size == 0:
                 arr = np.zeros(64, dtype=np.uint8)     # an empty tensor: any valid pointer
+            self._buf_arrays.append(arr)
             cbuf = ffi.from_buffer("char[]", arr, require_writable=False)
             self._keep.append(cbuf)
             ptrs.append(ffi.cast("char *", cbuf))
@@ -140,6 +142,10 @@ class CExecutable(MemoryIO):
         if inst == ffi.NULL:
             raise CompileError("target c: out of memory creating the instance")
         self._inst = ffi.gc(inst, self._lib.gc_destroy)
+        self._host_error: "BaseException | None" = None
+        if self.gen.host_steps:              # collectives: C calls back into _host_step between barriers
+            self._host_cb = ffi.callback("int(int)", self._host_step)
+            self._lib.gc_set_host(self._inst, self._host_cb)
         bad = self._lib.gc_check(self._inst)
         if bad:
             n = self.gen.checked[bad - 1]
@@ -149,6 +155,30 @@ class CExecutable(MemoryIO):
 
     def run(self) -> None:
         self._lib.gc_run(self._inst)          # one call: every kernel, every thread
+        if self._host_error is not None:      # a collective failed: what ran after it read garbage
+            e, self._host_error = self._host_error, None
+            raise e
+
+    def _arg_array(self, row: int) -> np.ndarray:
+        """Argument-table row `row` as a float32 numpy view (numpy order) of the memory C uses."""
+        a = self.gen.entries[row]
+        t = a.t
+        buf = self._buf_arrays[self.gen.buffers.index(a.buf)]
+        return np.ndarray(tuple(reversed(t.ne)), np.float32, buffer=buf, offset=a.offset, strides=tuple(reversed(t.nb)))
+
+    def _host_step(self, index: int) -> int:
+        """Host step `index` (a collective, graphc/parallel.py), called from C on thread 0 mid-run."""
+        from graphc import parallel
+        if self._host_error is not None:
+            return 1                          # an earlier collective of this run failed: skip the rest
+        try:
+            st = self.gen.host_steps[index]
+            x = np.array(self._arg_array(st.src), dtype=np.float32, order="C")
+            self._arg_array(st.dst)[...] = parallel.collective(st.nodes[0], x)
+        except BaseException as e:            # noqa: BLE001 -- nothing may unwind through C; run() raises it
+            self._host_error = e
+            return 1
+        return 0
 
     def requirements(self) -> dict[str, Any]:
         """What an artifact of this module needs where it is loaded (graphc.api records it): the -march its

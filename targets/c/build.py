@@ -42,6 +42,7 @@ void *gc_create(char **bufs, int n_threads);
 int gc_check(void *p);
 void gc_run(void *p);
 void gc_destroy(void *p);
+void gc_set_host(void *p, int (*host)(int index));
 """
 
 

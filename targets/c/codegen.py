@@ -8,6 +8,7 @@ between steps (steps too small to split run on thread 0 back to back: SERIAL_WOR
   lib    a call of the library kernel gc_op_<op> (kernels/c/*.h; graphc.h has the contract) with its
          parameter struct (graphc_params.h)
   custom a registered custom op's C function body, wrapped in a function with a synthesised name
+  host   a collective: thread 0 calls the host back (ctx->host, set by gc_set_host) between barriers
 Tensor names appear only in escaped comments; T[i] is row i of the argument table.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 import jinja2
 
 from graphc.codegen.cstyle import CStyle
-from graphc.codegen.lower import (Arg, CopyStep, CustomStep, EwStep, LibStep, LoweredProgram, Step, Unsupported,
-                                  lower, op_label)
+from graphc.codegen.lower import (Arg, CopyStep, CustomStep, EwStep, HostStep, LibStep, LoweredProgram, Step,
+                                  Unsupported, lower, op_label)
 from graphc.program import Program
 
 from . import params as cparams
@@ -43,6 +44,7 @@ class Generated:
     checked: list                    # nodes gc_check() tests, in order (index + 1 is what it returns)
     headers: list[str]
     buffers: list[str]               # buffer i of gc_create's bufs: "arena", "temp", "root:<id(root)>"
+    host_steps: list[HostStep]       # the collectives, by HostStep.index (the host performs them)
 
 
 def _c_comment(s: str) -> str:
@@ -81,6 +83,9 @@ class CPrinter(CStyle):
             return self.lib(st)
         if isinstance(st, CustomStep):
             return self.custom(st)
+        if isinstance(st, HostStep):       # the host reads and writes the tensors (T rows: comments only)
+            return (f"    /* {st.op}: T[{st.src}] -> T[{st.dst}] */\n    (void)T; (void)nth;\n"
+                    f"    if (ith == 0) ctx->host({st.index});\n")
         raise TypeError(st)
 
     def copy(self, st: CopyStep) -> str:
@@ -140,7 +145,8 @@ class CPrinter(CStyle):
         src = _template().render(headers=headers, params=self.params, funcs=funcs, calls=calls, table=table,
                                  parallel=parallel, n_tensors=len(low.args), scratch=self.scratch,
                                  checks=self.checks, bufs=bufs, offs=offs)
-        return Generated(src, low.args, low.temp_size, low.checked, headers, low.buffers)
+        return Generated(src, low.args, low.temp_size, low.checked, headers, low.buffers,
+                         [st for st in low.steps if isinstance(st, HostStep)])
 
 
 @functools.lru_cache(maxsize=None)

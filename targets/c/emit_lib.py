@@ -377,6 +377,10 @@ def _executable(module: Any) -> Any:
     if not hasattr(exe, "gen") or not hasattr(exe, "built"):
         target = getattr(module, "target", type(exe).__name__)
         raise CompileError(f"emit_lib needs a module compiled for target 'c' (this one is for {target!r})")
+    if exe.gen.host_steps:
+        ops = ", ".join(sorted({st.op for st in exe.gen.host_steps}))
+        raise CompileError(f"emit_lib: the graph has collectives ({ops}: a tensor-parallel shard); they run "
+                           "through torch.distributed from Python, which a standalone C library does not have")
     return exe
 
 

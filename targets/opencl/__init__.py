@@ -26,7 +26,7 @@ from graphc.program import Program, root_of
 from graphc.runtime import MemoryIO
 
 from . import build as clbuild
-from .codegen import Generated, Unsupported, generate
+from .codegen import HOST, Generated, Unsupported, generate
 from .device import DeviceContext, context_for, list_devices
 from .library import Buf, library_source
 
@@ -74,7 +74,7 @@ class OpenCLExecutable(MemoryIO):
         dc, cl = self.dc, self.dc.cl
         self.gen = gen = generate(self.program, dc.features)      # Unsupported before any build
         progs = {}
-        for name in dict.fromkeys(la.program for la in gen.launches):
+        for name in dict.fromkeys(la.program for la in gen.launches if la.program != HOST):
             if name == "gen":
                 progs[name] = clbuild.build(dc, gen.source, f"the generated kernels of graph {graph.name!r}")
             else:
@@ -105,12 +105,29 @@ class OpenCLExecutable(MemoryIO):
         self._calls = []
         self._limits: dict[tuple[str, str], tuple[int, int]] = {}
         for la in gen.launches:
+            if la.program == HOST:
+                self._calls.append((la.args[0], None, None, la.label))
+                continue
             if 0 in la.global_size:
                 continue
             k = cl.Kernel(progs[la.program], la.kernel)
             self._check_limits(k, la)
             k.set_args(*[bufs[a.name] if isinstance(a, Buf) else a for a in la.args])
             self._calls.append((k, la.global_size, la.local_size, la.label))
+
+    def _host_step(self, st: Any) -> None:
+        """A collective (graphc/parallel.py) between launches: read its source (the in-order queue has run
+        what came before), run it over the process group, write its result back."""
+        from graphc import parallel
+        cl, q, args = self.dc.cl, self._queue, self.gen.low.args
+        src, dst = args[st.src], args[st.dst]
+        t = src.t
+        span = np.empty(t.nbytes, np.uint8)
+        cl.enqueue_copy(q, span, self._bufs[src.buf], src_offset=src.offset, is_blocking=True)
+        x = np.ndarray(tuple(reversed(t.ne)), np.float32, buffer=span, strides=tuple(reversed(t.nb)))
+        y = np.ascontiguousarray(parallel.collective(st.nodes[0], np.array(x, np.float32, order="C")))
+        # a collective's result is a fresh contiguous tensor (ops.all_reduce / all_gather): one span
+        cl.enqueue_copy(q, self._bufs[dst.buf], y.view(np.uint8).reshape(-1), dst_offset=dst.offset, is_blocking=True)
 
     def _check_limits(self, k: Any, la: Any) -> None:
         """The device's limits for this compiled kernel (work-group size, local memory), checked at load
@@ -161,7 +178,12 @@ class OpenCLExecutable(MemoryIO):
                     cl.enqueue_copy(q, m.dev, m.host, is_blocking=True)
                 m.host_dirty = False
         try:
-            events = [(label, cl.enqueue_nd_range_kernel(q, k, g, lsz)) for k, g, lsz, label in self._calls]
+            events = []
+            for k, g, lsz, label in self._calls:
+                if g is None:
+                    self._host_step(k)
+                else:
+                    events.append((label, cl.enqueue_nd_range_kernel(q, k, g, lsz)))
             q.finish()
             if self._profile:
                 for label, ev in events:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.codegen.lower import (CopyStep, CustomStep, EwStep, LibStep, LoweredProgram, Unsupported, lower, op_label,
-                                  unsupported)
+from graphc.codegen.lower import (CopyStep, CustomStep, EwStep, HostStep, LibStep, LoweredProgram, Unsupported, lower,
+                                  op_label, unsupported)
 from graphc.codegen.opencl import OpenCLStyle, args_of, helpers, range_of
 from graphc.program import Program
 
@@ -36,6 +36,9 @@ class Generated:
 
 def _comment(s: str) -> str:
     return "".join(c if c.isprintable() and c not in "*/\\" else "?" for c in s)[:63]
+
+
+HOST = "host"         # the Launch.program of a host step (args: [the HostStep])
 
 
 def _label(st) -> str:
@@ -65,6 +68,8 @@ def generate(program: Program, features: Features) -> Generated:
             for la in launches(st, cx):
                 la.label = la.label or f"{_label(st)}: {la.kernel}"
                 out.append(la)
+        elif isinstance(st, HostStep):        # a collective: the host runs it between launches (in order)
+            out.append(Launch(st.op, [st], (1,), None, HOST, _label(st)))
         elif isinstance(st, CustomStep):
             raise unsupported("opencl", "custom", st.nodes[0], f"custom function {st.fn!r}: OpenCL runs custom "
                               "ops given as expressions (register_custom_op(..., elementwise=True, "
@@ -75,4 +80,4 @@ def generate(program: Program, features: Features) -> Generated:
     return Generated(source, out, low.buffers, low.temp_size, cx.scratch_need, low)
 
 
-__all__ = ["Generated", "Unsupported", "generate"]
+__all__ = ["HOST", "Generated", "Unsupported", "generate"]

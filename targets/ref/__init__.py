@@ -26,7 +26,7 @@ from graphc.program import Program, materialised, region_of
 from graphc.quants import MUL_MAT_TYPES
 from graphc.runtime import Memory, MemoryIO
 
-from . import attention, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
+from . import attention, collective, elementwise, matmul, reduce, rwkv, shape  # noqa: F401  (fill IMPLS)
 from .registry import IMPLS
 
 __all__ = ["RefExecutable", "compile", "evaluate"]

@@ -20,6 +20,7 @@ instead of compiling (`prebuilt` says whether it did).
 """
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from graphc import parallel
 from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
 from graphc.memplan import planned
@@ -34,7 +36,7 @@ from graphc.program import Program, root_of
 from graphc.runtime import MemoryIO, shape_matches
 
 from . import aot, loader, tuning
-from .codegen import Generated, Unsupported, generate
+from .codegen import HOST, Generated, Unsupported, generate
 from .device import Device, aot_device, list_devices, resolve, torch_module
 from .library import Buf
 
@@ -113,7 +115,7 @@ class TritonExecutable(MemoryIO):
         self.gen = gen = generate(self.program, dev, self._tiles)     # Unsupported before anything is built
         self.cuda_archs = aot.parse_archs(cuda_arch) if cuda_arch else []
         mods: dict[str, Any] = {}
-        for name in dict.fromkeys(la.module for la in gen.launches):
+        for name in dict.fromkeys(la.module for la in gen.launches if la.module != HOST):
             mods[name] = loader.generated(dev.mode, gen.source) if name == "gen" else \
                 loader.library(dev.mode, name.split(":", 1)[1])
         self._interp = dev.mode == "interpret"
@@ -134,6 +136,9 @@ class TritonExecutable(MemoryIO):
         if prebuilt is None and gen.to_tune and autotune and tuning.enabled():
             self._tune(bufs)
         for i, la in enumerate(gen.launches):
+            if la.module == HOST:               # a collective: run by the host in stream order (_host_step)
+                self._calls.append((functools.partial(self._host_step, la.args[0]), None, [], {}, la.label))
+                continue
             fn = getattr(self._module(la.module), la.kernel)
             args = [bufs[a.name] if isinstance(a, Buf) else a for a in la.args]
             if prebuilt is not None:
@@ -141,7 +146,9 @@ class TritonExecutable(MemoryIO):
             else:
                 consts = la.consts
             self._calls.append((fn, la.grid, args, consts, la.label))
-        self._use_graph = bool(cuda_graph) and dev.mode == "cuda"
+        # a CUDA graph captures collectives only through NCCL (torch.distributed's capturable backend)
+        hosted = any(la.module == HOST for la in gen.launches)
+        self._use_graph = bool(cuda_graph) and dev.mode == "cuda" and (not hosted or parallel.backend() == "nccl")
         self._graph = None
         self._runs = 0
         self.launches_per_run = len(self._calls)
@@ -270,7 +277,22 @@ class TritonExecutable(MemoryIO):
 
     def _launch_all(self) -> None:
         for fn, grid, args, consts, _ in self._calls:
-            fn[grid](*args, **consts)
+            if grid is None:
+                fn()
+            else:
+                fn[grid](*args, **consts)
+
+    def _host_step(self, st: Any) -> None:
+        """A collective (graphc/parallel.py) on the device tensors: torch.distributed runs it on the current
+        stream (NCCL on a GPU, gloo on the interpreter's CPU tensors)."""
+        torch = torch_module()
+        args = self.gen.low.args
+        src, dst = args[st.src], args[st.dst]
+        x = torch.as_strided(self._bufs[src.buf].view(torch.float32), tuple(reversed(src.t.ne)),
+                             tuple(b // 4 for b in reversed(src.t.nb)), src.offset // 4).contiguous()
+        y = parallel.collective(st.nodes[0], x)
+        n = dst.t.nelements
+        self._bufs[dst.buf].view(torch.float32)[dst.offset // 4:dst.offset // 4 + n].copy_(y.reshape(-1))
 
     def run(self) -> None:
         self._upload()

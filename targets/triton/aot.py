@@ -30,6 +30,7 @@ from typing import Any
 from graphc.errors import CompileError
 
 from . import loader
+from .codegen import HOST
 from .library import Buf, Launch
 
 AOT_FILE = "kernels/aot.json"
@@ -142,6 +143,9 @@ def build(gen: Any, archs: list[int], directory: str) -> list[str]:
     specs: dict[str, tuple[Spec, str]] = {}
     per_launch: list[str] = []
     for la in gen.launches:
+        if la.module == HOST:                 # a collective the host runs: nothing to build
+            per_launch.append("")
+            continue
         fn = _cuda_fn(la.module, la.kernel, gen.source)
         spec = spec_of(la, fn)
         if spec.key not in specs:
@@ -198,6 +202,9 @@ def load(directory: str, gen: Any, arch: int) -> "list[Any] | None":
     compiled: dict[str, Any] = {}
     out = []
     for la, stem in zip(gen.launches, table["launches"]):
+        if la.module == HOST:
+            out.append(None)
+            continue
         k = by_name.get(stem)
         fn = _cuda_fn(la.module, la.kernel, gen.source)
         spec = spec_of(la, fn)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graphc.codegen.lower import CopyStep, CustomStep, EwStep, LibStep, LoweredProgram, Unsupported, lower, op_label
+from graphc.codegen.lower import (CopyStep, CustomStep, EwStep, HostStep, LibStep, LoweredProgram, Unsupported, lower,
+                                  op_label)
 from graphc.codegen.lower import unsupported
 from graphc.codegen.triton import HEADER, TritonStyle, args_of
 from graphc.program import Program
@@ -38,6 +39,9 @@ class Generated:
 
 def _comment(s: str) -> str:
     return "".join(c if c.isprintable() and c not in "\\" else "?" for c in s)[:63]
+
+
+HOST = "host"         # the Launch.module of a host step (args: [the HostStep]); no kernel, no AOT build
 
 
 def _label(st) -> str:
@@ -100,6 +104,8 @@ def generate(program: Program, device, overrides: "dict | None" = None) -> Gener
                 la.label = la.label or f"{_label(st)}: {la.kernel}"
                 if all(la.grid):
                     out.append(la)
+        elif isinstance(st, HostStep):        # a collective: the host runs it between launches, in stream order
+            out.append(Launch(HOST, st.op, (1,), [st], {}, _label(st)))
         elif isinstance(st, CustomStep):
             raise unsupported("triton", "custom", st.nodes[0], f"custom function {st.fn!r}: Triton runs custom "
                               "ops given as expressions (register_custom_op(..., elementwise=True, "
@@ -110,4 +116,4 @@ def generate(program: Program, device, overrides: "dict | None" = None) -> Gener
     return Generated(source, out, low.buffers, low.temp_size, low, to_tune)
 
 
-__all__ = ["Generated", "Unsupported", "generate"]
+__all__ = ["HOST", "Generated", "Unsupported", "generate"]
