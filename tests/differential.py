@@ -40,6 +40,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, settings
 
 import graphc
 from graphc import memplan
@@ -54,6 +55,32 @@ TARGET_OPTS: dict[str, dict[str, Any]] = {
     "c": {"serial_work": 0},                 # split every step over the threads, however small
     "triton": {"device": os.environ.get("GRAPHC_TEST_TRITON_DEVICE", "interpret")},
 }
+# graphs per target in `make test` (measured on the 2-core CI machine: ref ~0.015 s a graph, C ~0.1-0.2 s,
+# OpenCL ~0.9 s, Triton's interpreter ~0.35 s: about 150 worker-seconds in all)
+EXAMPLES = {"ref": 300, "c": 150, "opencl": 60, "triton": 90}
+
+
+def examples(target: str) -> int:
+    """Graphs per target: GRAPHC_FUZZ_EXAMPLES when set (a longer campaign), else EXAMPLES."""
+    env = os.environ.get("GRAPHC_FUZZ_EXAMPLES")
+    return int(env) if env else EXAMPLES[target]
+
+
+def fuzz_settings(n: int) -> settings:
+    """n examples, no deadline (compiles vary), and no explain phase: it traces every line while shrinking,
+    which slows Triton's interpreter tenfold."""
+    return settings(max_examples=n, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much],
+                    phases=[p for p in Phase if p is not Phase.explain])
+
+
+def runs_for(graph: Graph) -> int:
+    """State carries over between runs: graphs with state run 3 times (the last after reset_state), others
+    twice (fresh inputs each)."""
+    return 3 if graph.state else 2
+
+
 REGRESSIONS = os.environ.get("GRAPHC_REGRESSIONS_DIR",
                              os.path.join(os.path.dirname(os.path.abspath(__file__)), "regressions"))
 UNSUPPORTED = re.compile(r"^op \S+ is not supported on target (\w+) yet")

@@ -2,7 +2,7 @@
 can be read off the graph alone: input values, weights, and how exactly each output may match ref.
 
     from random_graphs import graphs, random_feeds, random_weights
-    @given(graph=graphs())                # a verified graphc.ir.Graph, 1..MAX_OPS op families deep
+    @given(graph=graphs())                # a verified graphc.ir.Graph of 1..MAX_OPS op families
     def test(graph): ...
 
 A graph grows from one or two inputs by drawing op families (FAMILIES: elementwise unary/binary with
@@ -33,6 +33,7 @@ from graphc.custom import register_custom_op
 from graphc.errors import GraphError
 from graphc.ir import Flag, Graph, Tensor, full_numpy_shape
 from graphc.ops import ALIAS_ONLY, GLU_OPS, UNARY_OPS, can_repeat
+from graphc.program import root_of
 from graphc.quants import MUL_MAT_TYPES
 from graphc.types import get_type
 from graphc.verify import verify
@@ -171,9 +172,9 @@ def fresh_or(b: Builder, pred: Callable[[Tensor], bool], make: Callable[[], Tens
 
 
 # --- op families ------------------------------------------------------------------------------------------
-# Each takes the Builder, adds one small pattern of nodes and returns its last value (or None when the pool
-# has nothing it can read). Shape rules are graphc's: a GraphError from the builder means the family drew
-# something the op does not take, and the draw is dropped.
+# Each takes the Builder, adds one small pattern of nodes and returns its last value (None: nothing to add;
+# Skip: the pool holds nothing it can read). Shape rules are graphc's: a GraphError from the builder means
+# the family drew something the op does not take, and the draw is dropped.
 
 def f_unary(b: Builder):
     a = b.pick(is_float)
@@ -233,8 +234,6 @@ def f_glu(b: Builder):
     table = op in ("geglu", "geglu_quick") and b.flag()
     if b.flag():
         a = b.pick(lambda t: is_float(t) and t.ne[0] % 2 == 0)
-        if a is None:
-            return None
         return b.g.glu(a, op, swapped=b.flag(), table=table)
     a = b.pick(is_float)
     y = b.maybe(lambda t: is_float(t) and t.ne == a.ne and t.type == a.type and t is not a) if b.flag() else None
@@ -246,8 +245,7 @@ def f_glu(b: Builder):
 def f_reduce(b: Builder):
     kind = b.one(("sum", "sum_rows", "mean", "argmax"))
     if kind == "argmax":
-        a = b.pick(lambda t: is_float(t) and t.ne[2] == 1 and t.ne[3] == 1 and not b.shaky(t))
-        return None if a is None else b.g.argmax(a)
+        return b.g.argmax(b.pick(lambda t: is_float(t) and t.ne[2] == 1 and t.ne[3] == 1 and not b.shaky(t)))
     return b.g.op(kind, [b.pick(lambda t: is_float(t) and not _zero_mean(t))])
 
 
@@ -443,8 +441,6 @@ def f_pad(b: Builder):
 
 def f_set(b: Builder):
     a = b.pick(lambda t: is_f32(t) and t.is_contiguous and t.ne[2] == 1 and t.ne[3] == 1)
-    if a is None:
-        return None
     c0 = b.int(0, a.ne[0] - 1)
     r0 = b.int(0, a.ne[1] - 1)
     y = b.leaf("f32", (b.int(1, a.ne[0] - c0), b.int(1, a.ne[1] - r0)))
@@ -484,7 +480,8 @@ def f_kv_cache(b: Builder):
     x = b.pick(lambda t: is_f32(t) and t.ne[3] == 1)
     T, H = x.ne[1], x.ne[2]
     # a second write into a cache written before (write order matters where rows overlap), or a new cache
-    old = [c for c in b.caches if c.ne[0] == x.ne[0] and c.ne[2] == H and c.ne[1] >= T]
+    # (never the cache x itself is a view of: rows read while they are written race, in ggml as on the targets)
+    old = [c for c in b.caches if c.ne[0] == x.ne[0] and c.ne[2] == H and c.ne[1] >= T and root_of(x) is not c]
     if old and b.flag():
         cache = b.one(old)
     else:
@@ -550,8 +547,6 @@ def f_attention(b: Builder):
 def f_rope(b: Builder):
     g = b.g
     a = b.pick(lambda t: t.type.name in ("f32", "f16") and t.ne[0] >= 2 and t.ne[0] % 2 == 0 and t.ne[3] == 1)
-    if a is None:
-        return None
     n_dims = b.one([d for d in range(2, a.ne[0] + 1, 2)])
     mode = b.one((0, 2))
     pos = b.leaf("i32", (a.ne[2],))

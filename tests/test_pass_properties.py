@@ -30,7 +30,7 @@ from graphc.verify import verify
 
 import differential as d
 import random_graphs as rg
-from test_random_graphs import examples, fuzz_settings, runs_for
+from differential import examples, fuzz_settings, runs_for
 
 REGRESSION_FILES = sorted(glob.glob(os.path.join(d.REGRESSIONS, "*.graph")))
 

@@ -4,7 +4,7 @@ run WITHOUT passes on the same fresh random inputs and weights, run after run (s
 bounds per numeric class and why: differential.py. Every saved regression graph (tests/regressions/*.graph)
 replays on every target on every run.
 
-Graphs per target: EXAMPLES (600 in all, sized for `make test` on 2 cores: ref is cheap, a C program
+Graphs per target: differential.EXAMPLES (600 in all, sized for `make test` on 2 cores: ref is cheap, a C program
 compiles in ~0.1-0.3 s against the cached kernel library, PoCL builds each new OpenCL program, and Triton's
 interpreter is slow); GRAPHC_FUZZ_EXAMPLES=N runs N per target instead (and scales the pass-property tests
 alike); tools/fuzz.py (`make fuzz`) runs longer, time-boxed campaigns. A failure is shrunk by Hypothesis
@@ -17,7 +17,7 @@ import glob
 import os
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis.control import current_build_context
 
 import graphc
@@ -25,37 +25,14 @@ import graphc
 import differential as d
 import random_graphs as rg
 
-# graphs per target in `make test` (measured on the 2-core CI machine, cold caches: ref ~0.015 s a graph, C
-# ~0.2 s, OpenCL ~0.9 s, Triton's interpreter ~0.35 s; about 150 worker-seconds in all)
-EXAMPLES = {"ref": 300, "c": 150, "opencl": 60, "triton": 90}
 # the compiled targets' examples are split over several tests, which xdist runs side by side
 SPLIT = {"ref": 1, "c": 3, "opencl": 3, "triton": 3}
-
-
-def examples(target: str) -> int:
-    """Graphs per target: GRAPHC_FUZZ_EXAMPLES when set (a longer campaign), else EXAMPLES."""
-    env = os.environ.get("GRAPHC_FUZZ_EXAMPLES")
-    return int(env) if env else EXAMPLES[target]
-
-
-def fuzz_settings(n: int):
-    """n examples, no deadline (compiles vary), and no explain phase: it traces every line while shrinking,
-    which slows Triton's interpreter tenfold."""
-    return settings(max_examples=n, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much],
-                    phases=[p for p in Phase if p is not Phase.explain])
-
-
-def runs_for(graph) -> int:
-    """State carries over between runs: graphs with state run 3 times, others twice (fresh inputs each)."""
-    return 3 if graph.state else 2
 
 
 def check_and_save(graph, target: str) -> str:
     """check_graph; on the shrunk example Hypothesis reports (its final run), save the graph as a regression."""
     try:
-        return d.check_graph(graph, target, runs=runs_for(graph))
+        return d.check_graph(graph, target, runs=d.runs_for(graph))
     except Exception as e:
         if current_build_context().is_final:
             d.save_regression(graph, target, e)
@@ -67,7 +44,7 @@ CASES = [(t, i) for t in d.TARGETS for i in range(SPLIT[t])]
 
 @pytest.mark.parametrize("target,part", CASES, ids=[f"{t}-{i}" for t, i in CASES])
 def test_random_graphs_match_unfused_ref(target, part):
-    @fuzz_settings(max(1, examples(target) // SPLIT[target]))
+    @d.fuzz_settings(max(1, d.examples(target) // SPLIT[target]))
     @given(graph=rg.graphs())
     def check(graph):
         check_and_save(graph, target)
@@ -98,7 +75,7 @@ def test_regressions_exist():
 
 # --- the strategies themselves -------------------------------------------------------------------------
 
-@fuzz_settings(200)
+@d.fuzz_settings(200)
 @given(graph=rg.graphs())
 def test_random_graphs_are_valid_and_round_trip(graph):
     """Every drawn graph verifies, survives the .graph text format (as regressions are stored) and gets values

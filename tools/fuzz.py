@@ -60,7 +60,7 @@ def run_batch(target: str, n: int, tally: Tally, end: float, max_ops: int, out: 
         else:
             tally.tried += 1
         try:
-            r = d.check_graph(graph, target, runs=3 if graph.state else 2)
+            r = d.check_graph(graph, target, runs=d.runs_for(graph))
         except Exception as e:
             if not state["failing"]:
                 state.update(failing=True, graph=graph, error=e)

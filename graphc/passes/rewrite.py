@@ -15,7 +15,7 @@ from ..ops import Decl
 from ..program import ALIAS_ONLY, is_writer, root_of
 
 __all__ = ["clone", "is_alias", "is_writer", "writers_by_root", "reads", "replace_uses", "remake",
-           "layout_equal", "materialise_output_views", "OBSERVABLE"]
+           "layout_equal", "materialise_output_views", "snapshot_aliased_writes", "OBSERVABLE"]
 
 # a leaf with any of these flags is seen from outside the graph (fed, bound or kept between runs)
 OBSERVABLE = Flag.INPUT | Flag.PARAM | Flag.STATE
@@ -109,3 +109,29 @@ def materialise_output_views(graph: Graph) -> int:
         made.append(c)
     graph.nodes.extend(made)
     return len(made)
+
+
+def snapshot_aliased_writes(graph: Graph) -> int:
+    """A writer (cpy, set_rows) whose data source views the memory it writes into (set_rows(cache,
+    view(cache), idx): rows moved within a cache) reads a copy of that source taken just before it, IN PLACE.
+    ref reads every source whole before it stores (its semantics: the values as they were); a compiled
+    target copies row by row on several threads, so rows written early were read late (in ggml a race).
+    Returns the number of sources copied."""
+    b = GraphBuilder()
+    out: list[Tensor] = []
+    n_copied = 0
+    for n in graph.nodes:
+        if is_writer(n) and n.op in ("cpy", "set_rows"):
+            dst = n.src[1] if n.op == "cpy" else n.src[0]
+            srcs = list(n.src)
+            for j, s in enumerate(srcs):
+                if s is None or s is dst or root_of(s) is not n.view_src:
+                    continue
+                c = b.op("cont", [s], name=f"{s.name} (snapshot)")
+                out.append(c)
+                srcs[j] = c
+                n_copied += 1
+            n.src = tuple(srcs)
+        out.append(n)
+    graph.nodes = out
+    return n_copied
