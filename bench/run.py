@@ -189,6 +189,11 @@ def main() -> None:
         except (RuntimeError, OSError) as e:   # llama-cpp-python missing: say so instead of failing the run
             lines += [f"## End to end: LLaMA-shaped GGUF models vs llama.cpp ({t.name} tier)", "",
                       f"not measured: {e}", ""]
+    import tp                              # tensor parallelism: 1, 2 and 4 ranks on this host (bench/tp.py)
+    try:
+        lines += tp.measure(args.quick)
+    except (RuntimeError, OSError) as e:
+        lines += ["## Tensor parallelism (torchrun, gloo, C target; one host)", "", f"not measured: {e}", ""]
     text = "\n".join(lines)
     print(text)
     if args.write:
