@@ -176,7 +176,10 @@ def _format_tensor(t: Tensor, ids: dict[int, int], total_inline: list[int]) -> s
             raise GraphError(f"views {t.view_src.name!r}, which is not in the graph", t.name, "view source")
         parts.append(f"view_of(%{ids[id(t.view_src)]}, {int(t.view_offs)})")
     if t.weight is not None:
-        parts.append(f"weight({quote(str(t.weight.file))}, {quote(str(t.weight.tensor))})")
+        w = t.weight
+        sl = "" if w.rows is None and w.cols is None else \
+            ", " + ", ".join(str(int(v)) for v in (*(w.rows or (0, 0)), *(w.cols or (0, 0))))  # (0, 0): whole
+        parts.append(f"weight({quote(str(w.file))}, {quote(str(w.tensor))}{sl})")
     if t.data is not None:
         raw = np.ascontiguousarray(t.data).tobytes()
         if len(raw) > MAX_INLINE_BYTES:
@@ -429,9 +432,17 @@ class _Reader:
                     raise self.error("view_of takes a tensor id and a byte offset: view_of(%1, 0)", name_tok)
                 out["view_of"] = (self.ref(args[0]), self.int_(args[1], "view offset"), name_tok)
             elif name == "weight":
-                if kinds != ["STRING", "STRING"]:
-                    raise self.error('weight takes a file and a tensor name: weight("model.gguf", "w")', name_tok)
-                out["weight"] = WeightRef(self.string(args[0]), self.string(args[1]))
+                if kinds not in (["STRING", "STRING"], ["STRING", "STRING"] + ["INT"] * 4):
+                    raise self.error('weight takes a file and a tensor name, and optionally a slice of its rows '
+                                     'and columns: weight("model.gguf", "w") or weight("model.gguf", "w", r0, r1, '
+                                     'c0, c1) ((0, 0): all of them)', name_tok)
+                sl = [self.int_(a, "weight slice") for a in args[2:]]
+                rows = (sl[0], sl[1]) if sl and (sl[0], sl[1]) != (0, 0) else None
+                cols = (sl[2], sl[3]) if sl and (sl[2], sl[3]) != (0, 0) else None
+                for r in (rows, cols):
+                    if r is not None and not 0 <= r[0] < r[1]:
+                        raise self.error(f"weight slice {list(r)}: want 0 <= start < end", name_tok)
+                out["weight"] = WeightRef(self.string(args[0]), self.string(args[1]), rows, cols)
             elif name == "data":
                 if kinds != ["STRING"]:
                     raise self.error('data takes one base64 string: data("AACAPw==")', name_tok)

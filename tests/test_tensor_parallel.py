@@ -240,3 +240,19 @@ def test_torchrun_generate_prints_the_tokens_of_one_process(models, tmp_path):
     assert tp.returncode == 0, tp.stderr
     assert tp.stdout == one.stdout and len(one.stdout.split()) == 10
     assert "rank 1" not in tp.stderr and tp.stderr.count("prompt: 3 tokens") == 1
+
+
+def test_shard_graph_round_trips_through_graph_text(models):
+    """The .graph format keeps weight slices (weight("f", "t", r0, r1, c0, c1)): a shard's graph is lossless."""
+    from graphc.frontends import graph_text
+    from graphc.models.llm_graph import build_graph
+    path = models["llama-q4_0"]
+    cfg, tensors = _tensors(path)
+    g = build_graph(cfg, tensors, path, 1, 64, shard=plan(cfg, tensors, path, 2, 1))
+    text = graph_text.dumps(g)
+    g2 = graph_text.loads(text)
+    assert [t.weight for t in g2.leafs] == [t.weight for t in g.leafs]
+    assert any(t.weight is not None and t.weight.cols is not None for t in g2.leafs)
+    assert graph_text.dumps(g2) == text
+    with pytest.raises(graphc.errors.ParseError, match="weight slice"):
+        graph_text.loads(text.replace(', 0, 0, 160, 320)', ', 0, 0, 320, 160)', 1))
