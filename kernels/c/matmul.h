@@ -39,6 +39,16 @@
 #define GC_MM_INLINE static inline
 #endif
 
+/* AVX2 has 16 vector registers: its integer kernels build each sum as a chain, one term at a time, so
+ * that only the chain's value and one new term are live. gcc's reassociation regroups such a chain into
+ * a tree (more terms live at once: with 4 columns' sums that spilled to the stack); an empty asm that
+ * claims to change the value after each step keeps the chain as written. */
+#if defined(__GNUC__)
+#define GC_MM_CHAIN(v) __asm__("" : "+x"(v))
+#else
+#define GC_MM_CHAIN(v) ((void)0)
+#endif
+
 enum { GC_MM_FLOAT = 0, GC_MM_Q32 = 1, GC_MM_QK = 2, GC_MM_NONE = -1 };
 
 static inline int gc_mm_kind(int32_t t) {
@@ -349,52 +359,67 @@ static inline __m256i gc_mm_bits32(uint32_t qh) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
 
+/* block b = 4 g + j of a row (j constant in the unrolled loop: no index arithmetic per block) */
+GC_MM_INLINE void gc_q32_blk(const int32_t t, const int NC, const char *row, int64_t g, const int j,
+                             const gc_act4 *const *x, __m256 *acc, float *accm) {
+    const int bs = gc_q32_bs(t);
+    const int has_m = t == GC_Q4_1 || t == GC_Q5_1;
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
+    const int64_t b = 4 * g + j;
+    const uint8_t *p = (const uint8_t *)row + b * bs;
+    float dw, mw;
+    gc_q32_scales(t, row, b, &dw, &mw);
+    __m256i wq;
+    if (t == GC_Q8_0) {
+        wq = _mm256_loadu_si256((const __m256i *)(p + 2));
+    } else {
+        const int qo = t == GC_Q4_0 ? 2 : t == GC_Q4_1 ? 4 : t == GC_Q5_0 ? 6 : 8;
+        const __m128i q = _mm_loadu_si128((const __m128i *)(p + qo));
+        wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+        if (t == GC_Q5_0 || t == GC_Q5_1) {
+            uint32_t qh;
+            memcpy(&qh, p + (t == GC_Q5_0 ? 2 : 4), 4);
+            wq = _mm256_or_si256(wq, _mm256_and_si256(gc_mm_bits32(qh), _mm256_set1_epi8(16)));
+        }
+    }
+    const __m256i aw = t == GC_Q8_0 ? _mm256_sign_epi8(wq, wq) : wq;
+    for (int c = 0; c < NC; c++) {
+        const gc_act4 *a = x[c] + g;
+        __m256i y = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(a->qs + 64 + 16 * j)),
+                                     _mm_loadu_si128((const __m128i *)(a->qs + 16 * j)));
+        __m256i p32;
+        if (t == GC_Q8_0) {  /* signed weights: |w| * sign(y, w), no offset */
+            p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, wq)), ones);
+        } else {
+            p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, y), ones);
+            p32 = _mm256_add_epi32(p32, _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(a->bias + 4 * j))));
+        }
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(dw * a->d[4 * j]), acc[c]);
+        if (has_m) accm[c] += mw * a->s[4 * j];
+    }
+}
+
+/* whole 4-block activation groups with the block's place j in it constant, then the tail: the same
+ * operations per block as ggml's AVX2 vec_dot (one maddubs, one madd, one conversion and one fma per
+ * block and column), in block order */
 GC_MM_INLINE void gc_q32_rowk(const int32_t t, const int NC, const char *row, int64_t nb,
                               const gc_act4 *const *x, float *out, const gc_q32_idx *ix) {
     (void)ix;
     const int bs = gc_q32_bs(t);
-    const int has_m = t == GC_Q4_1 || t == GC_Q5_1;
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
+    const int pfd = t == GC_Q8_0 ? GC_MM_PF_Q8 : GC_MM_PF;
     __m256 acc[4];
     float accm[4] = {0, 0, 0, 0};
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = (const uint8_t *)row + b * bs;
-        const int j = (int)(b % 4);
-        if (j == 0) {
-            _mm_prefetch((const char *)p + (t == GC_Q8_0 ? GC_MM_PF_Q8 : GC_MM_PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)p + (t == GC_Q8_0 ? GC_MM_PF_Q8 : GC_MM_PF) + 64, _MM_HINT_T0);
-        }
-        float dw, mw;
-        gc_q32_scales(t, row, b, &dw, &mw);
-        __m256i wq;
-        if (t == GC_Q8_0) {
-            wq = _mm256_loadu_si256((const __m256i *)(p + 2));
-        } else {
-            const int qo = t == GC_Q4_0 ? 2 : t == GC_Q4_1 ? 4 : t == GC_Q5_0 ? 6 : 8;
-            const __m128i q = _mm_loadu_si128((const __m128i *)(p + qo));
-            wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-            if (t == GC_Q5_0 || t == GC_Q5_1) {
-                uint32_t qh;
-                memcpy(&qh, p + (t == GC_Q5_0 ? 2 : 4), 4);
-                wq = _mm256_or_si256(wq, _mm256_and_si256(gc_mm_bits32(qh), _mm256_set1_epi8(16)));
-            }
-        }
-        const __m256i aw = t == GC_Q8_0 ? _mm256_sign_epi8(wq, wq) : wq;
-        for (int c = 0; c < NC; c++) {
-            const gc_act4 *a = x[c] + b / 4;
-            __m256i y = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(a->qs + 64 + 16 * j)),
-                                         _mm_loadu_si128((const __m128i *)(a->qs + 16 * j)));
-            __m256i p32;
-            if (t == GC_Q8_0) {  /* signed weights: |w| * sign(y, w), no offset */
-                p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, wq)), ones);
-            } else {
-                p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, y), ones);
-                p32 = _mm256_add_epi32(p32, _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(a->bias + 4 * j))));
-            }
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(dw * a->d[4 * j]), acc[c]);
-            if (has_m) accm[c] += mw * a->s[4 * j];
-        }
+    int64_t g = 0;
+    for (; 4 * g + 4 <= nb; g++) {
+        _mm_prefetch(row + 4 * g * bs + pfd, _MM_HINT_T0);
+        _mm_prefetch(row + 4 * g * bs + pfd + 64, _MM_HINT_T0);
+        for (int j = 0; j < 4; j++) gc_q32_blk(t, NC, row, g, j, x, acc, accm);
+    }
+    if (4 * g < nb) {
+        _mm_prefetch(row + 4 * g * bs + pfd, _MM_HINT_T0);
+        _mm_prefetch(row + 4 * g * bs + pfd + 64, _MM_HINT_T0);
+        for (int j = 0; 4 * g + j < nb; j++) gc_q32_blk(t, NC, row, g, j, x, acc, accm);
     }
     for (int c = 0; c < NC; c++) out[c] = gc_mm_hsum8(acc[c]) + accm[c];
 }
@@ -662,17 +687,45 @@ static inline __m256i gc_mm_bcast16(__m256i v, int j) {
     return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0xFF00 | j)));   /* 0xFF: zero high byte */
 }
 
+/* sub-blocks 2 j + h (h = 0: low nibbles, 1: high) of a q4_K / q5_K super-block x into the NC columns'
+ * sums s (j, h constant): one unpacked vector and the columns' sums live (16 registers: the 8 unpacked
+ * vectors of a super-block next to 4 columns' sums spilled) */
+GC_MM_INLINE void gc_q45k_sb(const int Q5, const int NC, const uint8_t *x, const int j, const int h, __m256i sm,
+                             const block_q8_K *const *y, int64_t i, __m256i *s) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const uint8_t *qs = x + (Q5 ? 48 : 16);
+    const int sb = 2 * j + h;
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+    __m256i q = _mm256_and_si256(h ? _mm256_srli_epi16(v, 4) : v, m4);
+    if (Q5) {   /* bit sb of qh[l]: the 5th bit of element l of sub-block sb */
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x + 16));
+        const __m256i bit = _mm256_set1_epi8((char)(1 << sb));
+        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(16)));
+    }
+    const __m256i scv = gc_mm_bcast16(sm, sb);
+    const int pos = gc_k4_pos(sb);
+    for (int c = 0; c < NC; c++) {
+        const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 32 * pos)));
+        s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scv));
+        GC_MM_CHAIN(s[c]);
+    }
+}
+
 GC_MM_INLINE void gc_q45k_rowk(const int Q5, const int NC, const char *row, int64_t nsb, const block_q8_K *const *y,
                                float *out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(16);
     const int64_t bsize = Q5 ? (int64_t)sizeof(block_q5_K) : (int64_t)sizeof(block_q4_K);
     __m256 acc[4];
     for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nsb; i++) {
         const uint8_t *x = (const uint8_t *)row + i * bsize;     /* d, dmin, scales[12], (qh[32]), qs[128] */
-        const uint8_t *qs = x + (Q5 ? 48 : 16);
         for (int l = 0; l < 3; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
         const __m256i sm = _mm256_broadcastsi128_si256(gc_mm_k4_scales_v(x + 4));
+        __m256i s[4];
+        for (int c = 0; c < NC; c++) s[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            gc_q45k_sb(Q5, NC, x, j, 0, sm, y, i, s);
+            gc_q45k_sb(Q5, NC, x, j, 1, sm, y, i, s);
+        }
         /* mins widened to 16 bits, each twice: lane i pairs with bsums i (sub-block i/2) */
         const __m256i mn = _mm256_shuffle_epi8(sm, _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1,
                                                                    12, -1, 12, -1, 13, -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1));
@@ -680,28 +733,6 @@ GC_MM_INLINE void gc_q45k_rowk(const int Q5, const int NC, const char *row, int6
         memcpy(&hd, x, 2);
         memcpy(&hdm, x + 2, 2);
         const float d = gc_fp16_to_fp32(hd), dmin = gc_fp16_to_fp32(hdm);
-        __m256i s[4], q[8];
-        for (int c = 0; c < NC; c++) s[c] = _mm256_setzero_si256();
-        const __m256i qh = Q5 ? _mm256_loadu_si256((const __m256i *)(x + 16)) : _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-            q[2 * j] = _mm256_and_si256(v, m4);
-            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (Q5)   /* bit 2j / 2j+1 of qh[l]: the 5th bit of element l of sub-block 2j / 2j+1 */
-                for (int h = 0; h < 2; h++) {
-                    const __m256i bit = _mm256_set1_epi8((char)(1 << (2 * j + h)));
-                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
-                    q[2 * j + h] = _mm256_or_si256(q[2 * j + h], _mm256_and_si256(set, b16));
-                }
-        }
-        for (int sb = 0; sb < 8; sb++) {
-            const __m256i scv = gc_mm_bcast16(sm, sb);
-            const int pos = gc_k4_pos(sb);
-            for (int c = 0; c < NC; c++) {
-                const __m256i p = _mm256_maddubs_epi16(q[sb], _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 32 * pos)));
-                s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scv));
-            }
-        }
         for (int c = 0; c < NC; c++) {
             const block_q8_K *b = y[c] + i;
             const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), mn);
@@ -723,12 +754,53 @@ static inline __m128i gc_mm_k3_scales(const uint8_t *s12) {
     return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
 }
 
+/* elements 128 c2 + 32 j .. +31 of a q2_K / q3_K / q6_K super-block x as unsigned values u (j constant):
+ * q6_K: 4 low bits | 2 high bits << 4 (u = q + 32); q2_K: 2 bits; q3_K: 2 bits | the hmask bit << 2
+ * (u = q + 4) */
+GC_MM_INLINE __m256i gc_k16_u(const int32_t T, const uint8_t *x, const int c2, const int j) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    if (T == GC_Q6_K) {
+        const block_q6_K *b6 = (const block_q6_K *)x;
+        const __m256i ql = _mm256_loadu_si256((const __m256i *)(b6->ql + 64 * c2 + 32 * (j & 1)));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b6->qh + 32 * c2));
+        const __m256i lo = _mm256_and_si256(j & 2 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+        return _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), m3), 4));
+    }
+    const uint8_t *qs = T == GC_Q2_K ? ((const block_q2_K *)x)->qs : ((const block_q3_K *)x)->qs;
+    const __m256i u = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(qs + 32 * c2)), 2 * j), m3);
+    if (T != GC_Q3_K) return u;
+    /* bit 4 c2 + j of hmask[l]: element 128 c2 + 32 j + l is not offset by -4; the bit moved to bit 2 of its
+     * byte (16-bit shifts: masked) */
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)((const block_q3_K *)x)->hmask);
+    const int sh = 4 * c2 + j - 2;
+    const __m256i hb = sh >= 0 ? _mm256_srli_epi16(hm, sh) : _mm256_slli_epi16(hm, -sh);
+    return _mm256_or_si256(u, _mm256_and_si256(hb, _mm256_set1_epi8(4)));
+}
+
+/* elements 128 c2 + 32 j .. +31 (j constant) into the NC columns' sums s: one unpacked vector and the
+ * columns' sums live (the 4 vectors of a 128-element half next to 4 columns' sums spilled) */
+GC_MM_INLINE void gc_k16_part(const int32_t T, const int NC, const uint8_t *x, const int c2, const int j,
+                              __m256i sh, const block_q8_K *const *y, int64_t i, __m256i *s) {
+    const __m256i u = gc_k16_u(T, x, c2, j);
+    /* scales 8 c2 + 2 j (lanes 0..7 of 16-bit pairs) and 8 c2 + 2 j + 1: int16 scales 2 j, 2 j + 1 of the half sh */
+    const char lo = (char)(4 * j), hi = (char)(4 * j + 2);
+    const __m256i scs = _mm256_shuffle_epi8(sh, _mm256_setr_epi8(
+        lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1),
+        lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1),
+        hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
+        hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1)));
+    for (int c = 0; c < NC; c++) {
+        const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * c2 + 32 * j)));
+        s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scs));
+        GC_MM_CHAIN(s[c]);
+    }
+}
+
 /* the K-quants with 16-element sub-blocks: q2_K (T = GC_Q2_K: 2 bits, scale and min nibbles), q3_K
  * (2 bits + hmask bit, u = q + 4, signed 6-bit scales) and q6_K (4 + 2 bits, u = q + 32, int8 scales):
  * sum_j sc_j (dot(u, y)_j - off bsum_j) - (q2_K) dmin/d sum_j m_j bsum_j */
 GC_MM_INLINE void gc_k16_rowk(const int32_t T, const int NC, const char *row, int64_t nsb, const block_q8_K *const *y,
                               float *out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
     const int64_t bsize = T == GC_Q2_K ? (int64_t)sizeof(block_q2_K) : T == GC_Q3_K ? (int64_t)sizeof(block_q3_K)
                                                                        : (int64_t)sizeof(block_q6_K);
     const int off_shift = T == GC_Q3_K ? 2 : 5;      /* offset 4 (q3_K) or 32 (q6_K) */
@@ -738,15 +810,11 @@ GC_MM_INLINE void gc_k16_rowk(const int32_t T, const int NC, const char *row, in
         const uint8_t *x = (const uint8_t *)row + i * bsize;
         for (int l = 0; l < 4; l++) _mm_prefetch((const char *)x + GC_MM_PF_Q8 + 64 * l, _MM_HINT_T0);
         __m128i s8;
-        float d, dmin = 0.0f;
-        __m256i s[4], m16 = _mm256_setzero_si256();
+        float d;
+        __m256i s[4];
         if (T == GC_Q2_K) {
-            const block_q2_K *b2 = (const block_q2_K *)x;
-            const __m128i sb = _mm_loadu_si128((const __m128i *)b2->scales);
-            s8 = _mm_and_si128(sb, _mm_set1_epi8(0x0F));
-            m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F)));
-            d = gc_fp16_to_fp32(b2->d);
-            dmin = gc_fp16_to_fp32(b2->dmin);
+            s8 = _mm_and_si128(_mm_loadu_si128((const __m128i *)((const block_q2_K *)x)->scales), _mm_set1_epi8(0x0F));
+            d = gc_fp16_to_fp32(((const block_q2_K *)x)->d);
         } else if (T == GC_Q3_K) {
             s8 = gc_mm_k3_scales(((const block_q3_K *)x)->scales);
             d = gc_fp16_to_fp32(((const block_q3_K *)x)->d);
@@ -755,53 +823,25 @@ GC_MM_INLINE void gc_k16_rowk(const int32_t T, const int NC, const char *row, in
             d = gc_fp16_to_fp32(((const block_q6_K *)x)->d);
         }
         const __m256i s16 = _mm256_cvtepi8_epi16(s8);
-        /* the 16 sign-extended scales' halves (sub-blocks 0..7, 8..15) in both 128-bit lanes */
-        const __m256i sh16[2] = {_mm256_permute2x128_si256(s16, s16, 0x00), _mm256_permute2x128_si256(s16, s16, 0x11)};
         for (int c = 0; c < NC; c++)   /* -off sum_j sc_j bsum_j (q2_K: no offset) */
             s[c] = T == GC_Q2_K ? _mm256_setzero_si256() : _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(
                        _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), s16), off_shift));
         for (int c2 = 0; c2 < 2; c2++) {
-            __m256i u[4];
-            if (T == GC_Q6_K) {
-                const block_q6_K *b6 = (const block_q6_K *)x;
-                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b6->ql + 64 * c2));
-                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b6->ql + 64 * c2 + 32));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b6->qh + 32 * c2));
-                u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-                u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
-                u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
-                u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
-            } else {
-                const uint8_t *qs = T == GC_Q2_K ? ((const block_q2_K *)x)->qs : ((const block_q3_K *)x)->qs;
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c2));
-                for (int j = 0; j < 4; j++) u[j] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
-                if (T == GC_Q3_K) {   /* bit 4 c2 + j of hmask[l]: element 128 c2 + 32 j + l is not offset by -4 */
-                    const __m256i hm = _mm256_loadu_si256((const __m256i *)((const block_q3_K *)x)->hmask);
-                    const __m256i b2 = _mm256_set1_epi8(4);
-                    for (int j = 0; j < 4; j++) {  /* the bit moved to bit 2 of its byte (16-bit shifts: masked) */
-                        const int sh = 4 * c2 + j - 2;
-                        const __m256i hb = sh >= 0 ? _mm256_srli_epi16(hm, sh) : _mm256_slli_epi16(hm, -sh);
-                        u[j] = _mm256_or_si256(u[j], _mm256_and_si256(hb, b2));
-                    }
-                }
-            }
-            for (int j = 0; j < 4; j++) {
-                /* elements 128 c2 + 32 j .. +31: scales 8 c2 + 2 j (lanes 0..7 of 16-bit pairs), 8 c2 + 2 j + 1 */
-                const char lo = (char)(4 * j), hi = (char)(4 * j + 2);   /* int16 scales 2 j, 2 j + 1 of the half */
-                const __m256i scs = _mm256_shuffle_epi8(sh16[c2], _mm256_setr_epi8(
-                    lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1),
-                    lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1), lo, (char)(lo + 1),
-                    hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1),
-                    hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1), hi, (char)(hi + 1)));
-                for (int c = 0; c < NC; c++) {
-                    const __m256i p = _mm256_maddubs_epi16(u[j], _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * c2 + 32 * j)));
-                    s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scs));
-                }
-            }
+            /* the 16 sign-extended scales' half c2 (sub-blocks 8 c2 .. 8 c2 + 7) in both 128-bit lanes */
+            const __m256i sh = _mm256_permute2x128_si256(s16, s16, c2 ? 0x11 : 0x00);
+            gc_k16_part(T, NC, x, c2, 0, sh, y, i, s);
+            gc_k16_part(T, NC, x, c2, 1, sh, y, i, s);
+            gc_k16_part(T, NC, x, c2, 2, sh, y, i, s);
+            gc_k16_part(T, NC, x, c2, 3, sh, y, i, s);
         }
-        for (int c = 0; c < NC; c++) {
+        for (int c = 0; c < NC; c++)
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[c]), _mm256_set1_ps(d * y[c][i].d), acc[c]);
-            if (T == GC_Q2_K) {
+        if (T == GC_Q2_K) {   /* the mins (high nibbles of the scales), read again: no register held for them */
+            const block_q2_K *b2 = (const block_q2_K *)x;
+            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(_mm_loadu_si128((const __m128i *)b2->scales), 4),
+                                                                   _mm_set1_epi8(0x0F)));
+            const float dmin = gc_fp16_to_fp32(b2->dmin);
+            for (int c = 0; c < NC; c++) {
                 const __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), m16);
                 acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(-dmin * y[c][i].d), acc[c]);
             }
