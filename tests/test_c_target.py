@@ -13,6 +13,7 @@ dequantized weights), where the C target's 8-bit activations differ by ~1e-2 rel
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -214,6 +215,52 @@ def test_tensor_names_never_become_code(rng):
     want = graphc.compile(graph, target="ref").run(feeds)
     got = graphc.compile(graph, target="c").run(feeds)
     compare(got[y.name], want[y.name], F32_BOUND, y.name)
+
+
+def _table_flavors() -> list[tuple[str, tuple[str, ...]]]:
+    """(-march, extra flags) this CPU runs, among those under which gcc 12.2 miscompiled gc_create's copy of the
+    tensor table (kernels/c/graphc.h: gc_copy_tensors): native, and on x86 the tunings of the AVX-512 cores
+    (256-bit "by pieces" moves): haswell tuned for skylake-avx512 (any AVX2 CPU runs it), skylake-avx512,
+    icelake-server."""
+    out: list[tuple[str, tuple[str, ...]]] = [("native", ())]
+    have = cbuild.host_features()
+    if platform.machine().lower() not in ("x86_64", "amd64") or have is None:
+        return out
+    cc = cbuild.find_compiler().path
+    for march, extra in (("haswell", ("-mtune=skylake-avx512",)), ("skylake-avx512", ()), ("icelake-server", ())):
+        if set(cbuild.required_features(cc, [f"-march={march}", *extra])) <= have:
+            out.append((march, extra))
+    return out
+
+
+def test_tensor_table_is_copied_intact():
+    """gcc 12.2 tuning for the AVX-512 cores stored a 32-byte piece {v, v, 0, 0} of a copy from constant data as
+    the broadcast {v, v, v, v}: gc_create's `I->T[i] = gc_T0[i]` gave the second tensor of a small table the
+    type nb[3] when its ne[2] was 1 (set_1d, pad, soft_max, out_prod then read a source as no type at all).
+    Each library op below takes that tensor as a source; every -march this CPU runs must get the values."""
+    g = graphc.GraphBuilder("c-table")
+    a = g.set_input(g.new_tensor_1d("f32", 10, "a"))
+    b = g.set_input(g.new_tensor_1d("f32", 4, "b"))
+    y = g.set_1d(a, b, 12)
+    set_graph = g.build(y)
+    g = graphc.GraphBuilder("c-table-pad")
+    x = g.set_input(g.new_tensor_2d("f32", 7, 4, "x"))
+    p = g.pad_ext(g.tanh(x), 2, 1, 1, 1, 0, 0, 0, 0)
+    pad_graph = g.build(p)
+    av, bv = np.arange(10, dtype=np.float32), -np.arange(1, 5, dtype=np.float32)
+    xv = np.linspace(-2, 2, 28, dtype=np.float32).reshape(4, 7)
+    want_set = np.concatenate([av[:3], bv, av[7:]])
+    want_pad = np.pad(np.tanh(xv), ((1, 1), (2, 1)))
+    flavors = _table_flavors()
+    if cbuild.host_features() is not None and {"avx2", "fma", "f16c"} <= cbuild.host_features():
+        assert ("haswell", ("-mtune=skylake-avx512",)) in flavors, "an AVX2 CPU must run the AVX2 build"
+    for march, extra in flavors:
+        opts = dict(march=march, extra_cflags=extra, split_kernels=False, n_threads=1)
+        got = graphc.compile(set_graph, target="c", passes=False, **opts).run({"a": av, "b": bv})[y.name]
+        np.testing.assert_array_equal(got, want_set, err_msg=f"set_1d, -march={march} {' '.join(extra)}")
+        got = graphc.compile(pad_graph, target="c", passes=False, **opts).run({"x": xv})[p.name]
+        np.testing.assert_allclose(got, want_pad, rtol=1e-6, atol=1e-6,
+                                   err_msg=f"pad, -march={march} {' '.join(extra)}")
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")

@@ -77,6 +77,21 @@ static inline void gc_chunk(int64_t n, int ith, int nth, int64_t *start, int64_t
 #include <string.h>
 #include <math.h>
 
+/* Copy n tensor descriptors from a constant table (the generated program's gc_T0) into an instance's own.
+ * Not a plain struct assignment: GCC 12.2 (-O2 and up) miscompiles a copy of more than 32 bytes from data
+ * whose initializer it can see when it tunes for the AVX-512 cores (-march/-mtune skylake-avx512, icelake-*,
+ * rocketlake, ..., hence -march=native on those CPUs): their 256-bit "by pieces" moves store each 32 bytes as
+ * one 256-bit integer constant, and ix86_convert_const_wide_int_to_broadcast takes a constant whose upper
+ * 64-bit words are zero for a broadcast of its lowest: {16, 16, 0, 0} is stored as {16, 16, 16, 16} (later
+ * GCC checks that the constant spans the whole mode). A table row ending in nb {.., 16, 16} then got type 16.
+ * The empty asm hides the source from the optimiser: an ordinary copy of loaded bytes. */
+static inline void gc_copy_tensors(gc_tensor *dst, const gc_tensor *src, int n) {
+#if defined(__GNUC__)
+    __asm__("" : "+r"(src));
+#endif
+    memcpy(dst, src, (size_t)n * sizeof(gc_tensor));
+}
+
 /* f16 <-> f32, round to nearest even (ggml's GGML_FP32_TO_FP16 / GGML_FP16_TO_FP32), portable */
 static inline float gc_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
