@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import threading
+import weakref
 import zipfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
@@ -110,13 +111,38 @@ def _weight_ref_data(t: Tensor, ref: WeightRef, base_dir: str, cache: dict[str, 
     return _weight_slice(wf, wf.resolve(ref.tensor), ref, t)
 
 
+# column slices copied from weight files, while something holds them: every graph of a model (one per
+# token count) shares one copy, as its row slices share the file mapping
+_SLICES: "weakref.WeakValueDictionary[tuple, np.ndarray]" = weakref.WeakValueDictionary()
+
+
 def _weight_slice(wf: Any, name: str, ref: WeightRef, t: Tensor) -> np.ndarray:
     """Leaf t's bytes from a slice of file tensor `name` (a shard): rows [r0, r1) of its ne[1] as a view
-    of the file, columns [c0, c1) of its ne[0] (whole blocks) copied; t's ne is the slice's."""
+    of the file, columns [c0, c1) of its ne[0] (whole blocks) copied once (read-only, shared); t's ne is
+    the slice's."""
+    try:
+        st = os.stat(wf.path)
+        key: "tuple | None" = (os.path.realpath(wf.path), st.st_mtime_ns, st.st_size, name, ref.rows, ref.cols,
+                               t.type.name, tuple(t.ne))
+    except (OSError, AttributeError, TypeError):
+        key = None
+    hit = _SLICES.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    out, copied = _read_weight_slice(wf, name, ref, t)
+    if key is not None and copied:                    # (a view of the file is shared already)
+        out.flags.writeable = False
+        _SLICES[key] = out
+    return out
+
+
+def _read_weight_slice(wf: Any, name: str, ref: WeightRef, t: Tensor) -> "tuple[np.ndarray, bool]":
+    """The slice's bytes and whether they are a copy (else a view of the file)."""
     from graphc.frontends.weights import tensor_data
     from .ir import new_tensor
+    from .util import release_file_pages
     if name not in wf:
-        return tensor_data(wf, name, t)               # the missing-tensor message
+        return tensor_data(wf, name, t), False        # the missing-tensor message
     _, ne = wf.info(name)
     full = new_tensor(t.name, t.type, tuple(int(d) for d in ne))
     raw = tensor_data(wf, name, full)                 # a view when the file's type is t's type
@@ -134,8 +160,12 @@ def _weight_slice(wf: Any, name: str, ref: WeightRef, t: Tensor) -> np.ndarray:
     rows = raw.reshape(int(np.prod(full.ne[2:])), full.ne[1], row_bytes)[:, r0:r1]
     if (c0, c1) != (0, full.ne[0]):
         bs = t.type.size
-        rows = np.ascontiguousarray(rows[:, :, c0 // blck * bs:c1 // blck * bs])
-    return rows.reshape(-1) if rows.flags.c_contiguous else np.ascontiguousarray(rows).reshape(-1)
+        out = np.ascontiguousarray(rows[:, :, c0 // blck * bs:c1 // blck * bs]).reshape(-1)
+        release_file_pages(raw)       # the copy is all this leaf needs: the other columns' pages leave memory
+        return out, True
+    if rows.flags.c_contiguous:
+        return rows.reshape(-1), False
+    return np.ascontiguousarray(rows).reshape(-1), True
 
 
 def _bind_from_file(graph: Graph, path: PathLike, cache: dict[str, Any]) -> set[int]:

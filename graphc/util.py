@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 __all__ = ["cache_dir", "cache_lock", "digest_line", "digest_ok", "install_checked", "read_at_most", "sha256_file",
            "slow_step", "verified_file"]
@@ -165,3 +165,27 @@ def slow_step(stream: "IO[str] | None", what: str, after: float = 1.0) -> Iterat
         if shown.is_set():
             stream.write(f" {time.perf_counter() - t0:.1f} s\n")
             stream.flush()
+
+
+def release_file_pages(view: "Any") -> int:
+    """Drop this process's resident pages of a read-only file mapping that `view` (a numpy array) lies in
+    (madvise MADV_DONTNEED, whole pages inside the view only): a tensor-parallel rank that copied the slice
+    it needs keeps the rest of the tensor out of its memory. Read again, the pages fault back in from the
+    file. Returns the bytes released (0 where the view is not a file mapping or on other systems)."""
+    import mmap
+    import sys
+    import numpy as np
+    base = view
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if sys.platform != "linux" or not isinstance(base, mmap.mmap) or view.nbytes == 0:
+        return 0
+    import ctypes
+    page = mmap.PAGESIZE
+    start = int(view.ctypes.data)
+    lo, hi = -(-start // page) * page, (start + view.nbytes) // page * page
+    if hi <= lo:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return hi - lo if libc.madvise(lo, hi - lo, 4) == 0 else 0      # 4: MADV_DONTNEED

@@ -21,14 +21,19 @@ GREEDY = 8
 
 
 def weight_bytes(model) -> int:
-    """Bytes of the weights this rank holds: every distinct param leaf's data (file slices and copies)."""
+    """Bytes of the weights this rank holds: the param leafs' data (file slices and copies) of every compiled
+    graph, each distinct buffer once (graphs that share a buffer count it once; copies count each time)."""
     seen, total = set(), 0
     for m in model.modules.values():
         for t in m.graph.leafs:
             data = getattr(t, "data", None)
-            if data is not None and t.name not in seen and not t.name.startswith("cache_"):
-                seen.add(t.name)
-                total += np.asarray(data).nbytes
+            if data is None or t.name.startswith("cache_"):
+                continue
+            a = np.asarray(data)
+            key = (a.__array_interface__["data"][0], a.nbytes)
+            if key not in seen:
+                seen.add(key)
+                total += a.nbytes
     return total
 
 
