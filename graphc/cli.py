@@ -1126,11 +1126,13 @@ def _generate_chat(args: argparse.Namespace, model: Any) -> int:
     if args.prompt is not None:
         turn(args.prompt)
     if args.interactive:
-        tty = sys.stdin.isatty()
+        from . import parallel
+        rank = parallel.group()[0]          # under torchrun rank 0 reads the turns and every rank feeds them
+        tty = sys.stdin.isatty() and rank == 0
         while True:
             if tty:
                 print("> ", end="", flush=True)
-            line = sys.stdin.readline()
+            line = parallel.broadcast_text((sys.stdin.readline() or None) if rank == 0 else None)  # rank 0 reads
             if not line:                                    # end of input
                 if tty:
                     print()

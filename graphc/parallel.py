@@ -24,8 +24,8 @@ import numpy as np
 
 from .errors import RunError
 
-__all__ = ["DEFAULT_TIMEOUT_S", "all_gather", "all_reduce", "backend", "collective", "finish", "group",
-           "init_from_env", "launched_by_torchrun", "local_world_size"]
+__all__ = ["DEFAULT_TIMEOUT_S", "all_gather", "all_reduce", "backend", "broadcast_text", "collective", "finish",
+           "group", "init_from_env", "launched_by_torchrun", "local_world_size"]
 
 # how long a rank waits in a collective for the others (a dead peer usually fails at once: its socket closes)
 DEFAULT_TIMEOUT_S = 120.0
@@ -109,6 +109,28 @@ def finish(ok: bool = True) -> None:
         dist.destroy_process_group()
     except (RuntimeError, ValueError):
         pass                                 # a peer is gone already: nothing left to leave cleanly
+
+
+def broadcast_text(text: "str | None") -> "str | None":
+    """Rank 0's text (None: none, e.g. the end of its input) on every rank of the group, as UTF-8 bytes in
+    tensors (no pickling); outside a group, text itself. What rank 0 reads, every rank feeds."""
+    dist = _dist()
+    if dist is None or not dist.is_initialized() or dist.get_world_size() == 1:
+        return text
+    import torch
+    rank = dist.get_rank()
+    data = text.encode("utf-8") if rank == 0 and text is not None else b""
+    n = torch.tensor([len(data) if rank == 0 and text is not None else -1], dtype=torch.int64)
+    try:
+        dist.broadcast(n, 0)
+        if int(n[0]) <= 0:
+            return None if int(n[0]) < 0 else ""
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8) if rank == 0 else \
+            torch.empty(int(n[0]), dtype=torch.uint8)
+        dist.broadcast(buf, 0)
+    except (RuntimeError, ValueError) as e:
+        raise _failed("broadcast", rank, e) from None
+    return bytes(buf.numpy()).decode("utf-8")
 
 
 def _check_world(op: str, world: int) -> "tuple[Any, int]":

@@ -260,3 +260,21 @@ def test_shard_graph_round_trips_through_graph_text(models):
     assert graph_text.dumps(g2) == text
     with pytest.raises(graphc.errors.ParseError, match="weight slice"):
         graph_text.loads(text.replace(', 0, 0, 160, 320)', ', 0, 0, 320, 160)', 1))
+
+
+def test_torchrun_interactive_chat_feeds_rank0_lines_to_every_rank(models, tmp_path):
+    """-i under torchrun: rank 0 reads the turns and broadcasts them (graphc.parallel.broadcast_text), so every
+    rank feeds the same tokens; the replies are one process's."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    path = models["qwen2-q8_0"]
+    cmd = ["generate", path, "-i", "-n", "6", "--ctx", "256", "--threads", "1", "--chat-template", "chatml"]
+    turns = "hello there\n\nhow are you\n"
+    one = subprocess.run([sys.executable, "-m", "graphc", *cmd], input=turns, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr
+    tp = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "graphc",
+                         *cmd], input=turns, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert tp.returncode == 0, tp.stderr
+    assert tp.stdout == one.stdout and one.stdout.strip()
+    assert "chat: 2 turn(s)" in tp.stderr
