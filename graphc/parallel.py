@@ -143,7 +143,8 @@ def _check_world(op: str, world: int) -> "tuple[Any, int]":
 
 
 def _failed(op: str, rank: int, e: Exception) -> RunError:
-    return RunError(f"rank {rank}: collective {op} failed (another rank died or timed out?): "
+    return RunError(f"rank {rank}: collective {op} failed (another rank died, or did not get there within the "
+                    f"group's timeout: GRAPHC_TP_TIMEOUT seconds, default {DEFAULT_TIMEOUT_S:.0f}): "
                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
