@@ -78,10 +78,18 @@ def run_graphc(path: Path, n_threads: int, prompt: list[int], repeat: int, targe
     import graphc.models
     opts = {"march": march} if target == "c" else {}
     m = graphc.models.load(path, target=target, n_ctx=N_CTX, n_batch=N_PROMPT, n_threads=n_threads, **opts)
+    return time_model(m, prompt, repeat)
+
+
+def time_model(m, prompt: list[int], repeat: int, before_round=None) -> tuple[float, float]:
+    """Prefill and decode tokens/s of a loaded model: the medians of `repeat` rounds after a warm-up round
+    (before_round() runs ahead of each, e.g. a barrier between tensor-parallel ranks)."""
     m.prepare(len(prompt), N_DECODE)
     pre, dec = [], []
     for _ in range(repeat + 1):
         m.reset_state()
+        if before_round is not None:
+            before_round()
         t0 = time.perf_counter()
         last = m.logits(prompt, all_positions=False)[-1]
         pre.append(time.perf_counter() - t0)

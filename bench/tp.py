@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,33 +22,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-N_PROMPT, N_DECODE, N_CTX = 128, 32, 512
-
-
 def _worker(path: str, out: str, repeat: int) -> None:
     import torch.distributed as dist
 
     import graphc.models
+    from llm import N_CTX, N_PROMPT, time_model
     m = graphc.models.load(path, target="c", n_ctx=N_CTX, n_batch=N_PROMPT, tensor_parallel=True)
-    prompt = list(np.random.default_rng(0).integers(3, m.n_vocab, N_PROMPT))
-    m.prepare(len(prompt), N_DECODE)
-    pre, dec = [], []
-    for _ in range(repeat + 1):                      # the first round warms up
-        m.reset_state()
-        dist.barrier()
-        t0 = time.perf_counter()
-        last = m.logits(prompt, all_positions=False)[-1]
-        pre.append(time.perf_counter() - t0)
-        tok = int(np.argmax(last))
-        t0 = time.perf_counter()
-        for _ in range(N_DECODE):
-            tok = int(np.argmax(m.logits([tok], all_positions=False)[-1]))
-        dec.append((time.perf_counter() - t0) / N_DECODE)
+    prompt = [int(t) for t in np.random.default_rng(0).integers(3, m.n_vocab, N_PROMPT)]
+    prefill, decode = time_model(m, prompt, repeat, before_round=dist.barrier)
     weights = sum(np.asarray(t.data).nbytes for t in m._owner.graph.leafs if t.data is not None
                   and not t.name.startswith("cache_"))
     if dist.get_rank() == 0:
-        Path(out).write_text(json.dumps({"prefill": N_PROMPT / float(np.median(pre[1:])),
-                                         "decode": 1.0 / float(np.median(dec[1:])), "weights": int(weights)}))
+        Path(out).write_text(json.dumps({"prefill": prefill, "decode": decode, "weights": int(weights)}))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -125,6 +109,7 @@ def estimate_8gpu() -> list[str]:
 
 
 def section(layers: int, rows: list[tuple[int, dict]], bw: "list[tuple[int, int]]", path: Path) -> list[str]:
+    from llm import N_DECODE, N_PROMPT
     from run import cpu_line
     base = rows[0][1]
     out = ["## Tensor parallelism (torchrun, gloo, C target; one host)", "",
