@@ -189,8 +189,12 @@ class _Builder:
             q = g.scale(q, c.attn_scale)
         cur = self.attention(q, k, v, il)
         wo_b = w(p + "attn_output.bias", E, optional=True) if c.arch == "llama" else None   # only llama reads it
-        oc = (sh.heads[0] * c.head_dim_v, sh.heads[1] * c.head_dim_v) if sh is not None else None
-        cur = self.reduced(g.mul_mat(w(p + "attn_output.weight", c.head_dim_v * c.n_head, E, cols=oc), cur), wo_b)
+        no = c.head_dim_v * c.n_head
+        if sh is not None and sh.gather_attn:     # every rank: all heads' outputs times the whole attn_output
+            cur = self.linear(w(p + "attn_output.weight", no, E), g.all_gather(cur, sh.world, no), wo_b)
+        else:
+            oc = (sh.heads[0] * c.head_dim_v, sh.heads[1] * c.head_dim_v) if sh is not None else None
+            cur = self.reduced(g.mul_mat(w(p + "attn_output.weight", no, E, cols=oc), cur), wo_b)
         cur = self.name(cur, "attn_out", il)
 
         if self.last_only and il == c.n_layer - 1:

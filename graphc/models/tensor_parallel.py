@@ -4,11 +4,14 @@
     build_graph(cfg, tensors, path, ..., shard=shard)         # llm_graph: this rank's graph
 
 The split, per layer (llm_graph builds it; graphc/parallel.py runs the collectives):
-- attention heads: rank r holds q heads [h0, h1) and KV heads [g0, g1) (n_head and n_head_kv divide by
-  the world size, so each rank keeps the model's GQA ratio); q/k/v are column-parallel (their weights'
-  rows for those heads: whole rows, so quant blocks stay intact, read in place from the mapped file), the
-  KV cache holds only those heads, and attn_output is row-parallel (its columns for those heads, K split at
-  quant-block boundaries) followed by an all_reduce (sum) and then its bias, once.
+- attention heads: rank r holds q heads [h0, h1) (n_head divides by the world size) and the KV heads they
+  read: [g0, g1) when n_head_kv divides by the world size too, else (n_head_kv dividing the world size, as
+  gemma3's single KV head) the one KV head its q heads share, held by every rank it serves (vLLM's rule).
+  q/k/v are column-parallel (their weights' rows for those heads: whole rows, so quant blocks stay intact,
+  read in place from the mapped file), the KV cache holds only those heads, and attn_output is row-parallel
+  (its columns for those heads, K split at quant-block boundaries) followed by an all_reduce (sum) and then
+  its bias, once. Where those columns are not whole quant blocks (e.g. 7 heads of 64 against k-quants' 256),
+  the ranks all_gather the heads' outputs and each multiplies by the whole attn_output (replicated).
 - FFN: gate/up column-parallel over the ffn rows [f0, f1), down row-parallel over the same K range, then an
   all_reduce. The ffn split is in whole blocks of ffn_down's types (256 for k-quants): ranks may differ
   by one block.
@@ -47,6 +50,7 @@ class Shard:
     kv_heads: tuple[int, int]       # KV heads [g0, g1)
     ff: tuple[int, int]             # ffn rows [f0, f1) of gate/up, K range of down
     vocab: tuple[int, int]          # token_embd / output rows [v0, v1)
+    gather_attn: bool = False       # attn_output whole on every rank after an all_gather of the heads' outputs
 
     def local(self, cfg: LLMConfig) -> LLMConfig:
         """The config of this rank's slice (heads, ffn width); n_vocab stays the model's (the logits are whole)."""
@@ -97,16 +101,24 @@ def plan(cfg: LLMConfig, tensors: Mapping[str, "tuple[object, Sequence[int]]"], 
             ("; this model does not split over 2-16 ranks" if path else "")
         return CompileError(f"{path or 'model'}: cannot split over {world} ranks: {why}{hint}")
 
-    if cfg.n_head % world or cfg.n_head_kv % world:
-        raise fail(f"{cfg.n_head} query heads and {cfg.n_head_kv} KV heads must both divide by {world} "
-                   "(each rank keeps whole heads and the model's query/KV head ratio)")
-    hq, hk = cfg.n_head // world, cfg.n_head_kv // world
-    heads, kv_heads = (rank * hq, (rank + 1) * hq), (rank * hk, (rank + 1) * hk)
+    if cfg.n_head % world:
+        raise fail(f"its {cfg.n_head} query heads do not divide by {world} (each rank keeps whole heads)")
+    hq = cfg.n_head // world
+    heads = (rank * hq, (rank + 1) * hq)
+    if cfg.n_head_kv % world == 0:              # each rank its own KV heads, in the model's query/KV ratio
+        hk = cfg.n_head_kv // world
+        kv_heads = (rank * hk, (rank + 1) * hk)
+    elif world % cfg.n_head_kv == 0:            # fewer KV heads than ranks: the ranks a KV head serves all hold it
+        k = heads[0] // (cfg.n_head // cfg.n_head_kv)
+        kv_heads = (k, k + 1)
+    else:
+        raise fail(f"its {cfg.n_head_kv} KV heads neither divide by {world} nor divide {world} (each rank's query "
+                   "heads must share whole KV heads)")
     L = range(cfg.n_layer)
     ob = _block(tensors, [f"blk.{i}.attn_output.weight" for i in L])
-    if (hq * cfg.head_dim_v) % ob:
-        raise fail(f"attn_output is split at {hq} heads x {cfg.head_dim_v} = {hq * cfg.head_dim_v} columns, not "
-                   f"a whole number of its {ob}-value quant blocks")
+    # attn_output is row-parallel when its K split (this rank's heads) is whole quant blocks; else every rank
+    # gathers all heads' outputs and multiplies by the whole attn_output (replicated, as the norms)
+    gather_attn = (hq * cfg.head_dim_v) % ob != 0
     db = _block(tensors, [f"blk.{i}.ffn_down.weight" for i in L])
     if cfg.n_ff % db:
         raise fail(f"n_ff {cfg.n_ff} is not a whole number of ffn_down's {db}-value quant blocks")
@@ -118,4 +130,4 @@ def plan(cfg: LLMConfig, tensors: Mapping[str, "tuple[object, Sequence[int]]"], 
         raise fail(f"the FFN's {blocks} blocks of {db} columns leave a rank none")
     if cfg.n_vocab - (world - 1) * -(-cfg.n_vocab // world) <= 0:
         raise fail(f"a vocabulary of {cfg.n_vocab} rows leaves a rank none")
-    return Shard(rank, world, heads, kv_heads, (b0 * db, b1 * db), chunk(cfg.n_vocab, world, rank))
+    return Shard(rank, world, heads, kv_heads, (b0 * db, b1 * db), chunk(cfg.n_vocab, world, rank), gather_attn)
