@@ -49,9 +49,9 @@ def _median(xs):
 
 
 def run_llama_cpp(path: Path, n_threads: int, prompt: list[int], repeat: int) -> tuple[float, float]:
-    from llama_cpp import Llama
-    llm = Llama(model_path=str(path), n_ctx=N_CTX, n_batch=N_PROMPT, n_ubatch=N_PROMPT, n_threads=n_threads,
-                n_threads_batch=n_threads, verbose=False)
+    from graphc.models.testing import llama_cpp_model     # (without AMX where its kernels fault: see there)
+    llm = llama_cpp_model(path, n_ctx=N_CTX, n_batch=N_PROMPT, n_ubatch=N_PROMPT, n_threads=n_threads,
+                          n_threads_batch=n_threads, verbose=False)
     def last_logits() -> np.ndarray:                 # without logits_all only the last row is kept, in C
         return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
 

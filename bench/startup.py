@@ -21,9 +21,20 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [1, 15, 27, 99, 310, 42, 7, 250]
 N_CTX = 512                  # context rows for the large model (the demo model's context is 256)
 
+# llama.cpp's own start-up, so nothing of graphc is imported; like graphc.models.testing.llama_cpp_model, it
+# turns llama.cpp's extra buffer types (AMX, REPACK) off where its CPU library has AMX (faults on some VMs)
 _LLAMA_CPP = """
-import sys, numpy as np
+import ctypes, os, sys, numpy as np
+import llama_cpp, llama_cpp.llama_cpp as lib
 from llama_cpp import Llama
+cpu = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so")
+if getattr(ctypes.CDLL(cpu), "ggml_cpu_has_amx_int8", lambda: 0)():
+    default = lib.llama_model_default_params
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+    lib.llama_model_default_params = params
 llm = Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=int(sys.argv[3]), verbose=False)
 llm.eval([int(t) for t in sys.argv[4:]])
 print(int(np.argmax(llm.scores[llm.n_tokens - 1])), flush=True)

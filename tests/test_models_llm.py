@@ -19,14 +19,11 @@ llama.cpp runs without its extra buffer types where its CPU backend was built wi
 """
 from __future__ import annotations
 
-import ctypes
 import os
 
 import numpy as np
 import pytest
 
-import llama_cpp
-import llama_cpp.llama_cpp as llama_lib
 from llama_cpp import Llama        # a test dependency (pyproject's test extra): missing -> the file fails
 
 import graphc.models
@@ -35,7 +32,7 @@ from graphc.frontends.gguf import write_gguf
 from graphc.models.llm import chunk_sizes, kv_rows, load_gguf
 from graphc.models.llm_config import LLMConfig
 from graphc.models.llm_graph import kq_mask, v_indices
-from graphc.models.testing import make_tiny_gguf, prompt_ids, tensor_types
+from graphc.models.testing import llama_cpp_model, make_tiny_gguf, prompt_ids, tensor_types
 
 ARCHS = ("llama", "qwen2", "gemma3")
 WTYPES = ("f32", "q8_0", "q4_0", "q4_K_M")
@@ -44,40 +41,6 @@ F32_NMSE, QUANT_NMSE = 1e-6, 1e-3
 C_CASES = [("llama", "f32"), ("llama", "q4_0"), ("qwen2", "q8_0"), ("gemma3", "q4_K_M")]
 if os.environ.get("GRAPHC_TEST_LLM_FULL"):
     C_CASES = [(a, w) for a in ARCHS for w in WTYPES]
-
-
-def _llama_cpp_has_amx() -> bool:
-    """Whether llama.cpp's CPU backend was compiled with AMX kernels (a wheel built with -march=native on a
-    CPU that has AMX). It then puts q4_0 / q4_1 / q8_0 / q4_K / q5_K / q6_K / iq4_xs weights in its AMX
-    buffer, ahead of its REPACK one; graphc emulates the REPACK and vec_dot paths, not AMX's kernels, and
-    where a hypervisor does not enable AMX tile state, AMX's first ldtilecfg faults and the segfault ends
-    the whole test session."""
-    lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so")
-    try:
-        return bool(ctypes.CDLL(lib).ggml_cpu_has_amx_int8())
-    except (OSError, AttributeError):
-        return False
-
-
-LLAMA_CPP_AMX = _llama_cpp_has_amx()
-
-
-def llama_cpp_model(path, **kw) -> Llama:
-    """Llama(path, **kw); where llama.cpp has AMX kernels, with use_extra_bufts off (no AMX, no REPACK: its
-    vec_dot kernels, which differ from REPACK's in the last bits only, tests/test_c_matmul_ggml.py)."""
-    if not LLAMA_CPP_AMX:
-        return Llama(path, **kw)
-    default = llama_lib.llama_model_default_params
-
-    def params():                   # Llama() takes no option for it: its default model params, changed
-        p = default()
-        p.use_extra_bufts = False
-        return p
-    llama_lib.llama_model_default_params = params
-    try:
-        return Llama(path, **kw)
-    finally:
-        llama_lib.llama_model_default_params = default
 
 
 def nmse(got: np.ndarray, want: np.ndarray) -> float:

@@ -272,3 +272,42 @@ def _shapes(s: TinySpec, n_layer: int) -> list[tuple[str, tuple[int, ...]]]:
                 (p + "ffn_gate.weight", (E, s.n_ff)), (p + "ffn_up.weight", (E, s.n_ff)),
                 (p + "ffn_down.weight", (s.n_ff, E))]
     return out
+
+
+# --- llama.cpp, the peer these models are checked against -------------------------------------------
+
+def llama_cpp_has_amx() -> bool:
+    """Whether llama-cpp-python's CPU backend was compiled with AMX kernels (a wheel built with -march=native
+    on a CPU that has AMX). It then puts q4_0 / q4_1 / q8_0 / q4_K / q5_K / q6_K / iq4_xs weights in its AMX
+    buffer, ahead of its REPACK one; graphc emulates the REPACK and vec_dot paths, not AMX's kernels, and
+    where a hypervisor does not enable AMX tile state, AMX's first ldtilecfg faults (a segfault)."""
+    import ctypes
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so")
+    try:
+        return bool(ctypes.CDLL(lib).ggml_cpu_has_amx_int8())
+    except (OSError, AttributeError):
+        return False
+
+
+def llama_cpp_model(path: "str | os.PathLike[str]", **kw):
+    """llama_cpp.Llama(path, **kw); where llama.cpp has AMX kernels, with use_extra_bufts off (no AMX, no
+    REPACK: its vec_dot kernels, which differ from REPACK's in the last bits only; tests/test_c_matmul_ggml.py)."""
+    import llama_cpp.llama_cpp as llama_lib
+    from llama_cpp import Llama
+    if not llama_cpp_has_amx():
+        return Llama(os.fspath(path), **kw)
+    default = llama_lib.llama_model_default_params
+
+    def params():                   # Llama() takes no option for it: its default model params, changed
+        p = default()
+        p.use_extra_bufts = False
+        return p
+    llama_lib.llama_model_default_params = params
+    try:
+        return Llama(os.fspath(path), **kw)
+    finally:
+        llama_lib.llama_model_default_params = default
