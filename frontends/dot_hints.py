@@ -87,11 +87,15 @@ def load_hints(spec: "str | os.PathLike[str] | dict | Hints | None", dot_path: s
 
 
 def parse_hints_text(text: str, path: str | None = None) -> dict:
+    # besides their decode errors, json and tomllib raise a plain ValueError for an integer of more than
+    # sys.get_int_max_str_digits() digits and RecursionError for arrays or tables nested too deeply
     if text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ParseError(f"hints: bad JSON: {e.msg}", path, e.lineno, e.colno) from None
+        except (ValueError, RecursionError) as e:
+            raise ParseError(f"hints: bad JSON: {_why(e)}", path) from None
     else:
         import tomllib
         try:
@@ -100,9 +104,17 @@ def parse_hints_text(text: str, path: str | None = None) -> dict:
             m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
             line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
             raise ParseError(f"hints: bad TOML: {str(e).split(' (at line')[0]}", path, line, col) from None
+        except (ValueError, RecursionError) as e:
+            raise ParseError(f"hints: bad TOML: {_why(e)}", path) from None
     if not isinstance(data, dict):
         raise ParseError("hints: the top level must be a table", path)
     return data
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "arrays or tables nested too deeply"
+    return str(e).split(";")[0]          # "Exceeds the limit (4300 digits) for integer string conversion..."
 
 
 def _from_dict(data: dict, path: str | None) -> Hints:

@@ -165,7 +165,8 @@ class _Reader:
             groups.setdefault((e.layout, e.types_key), []).append(e)
         for (layout, _), members in groups.items():     # oldest first: on a tie the newest layout's error wins
             try:
-                walked.append((members, self.walk(layout, members[-1], n_leafs, n_nodes)))
+                walked.append((members, self.walk(layout, members[-1], n_leafs, n_nodes,
+                                                  max(len(e.ops) for e in members))))
             except _Bad as b:
                 best = b if best is None or b.progress >= best.progress else best
         if not walked:
@@ -184,10 +185,17 @@ class _Reader:
             if nm not in node_names:
                 raise self.fail(HEADER, f"outputs must be nodes; {nm!r} is a leaf")
         results: dict[tuple, tuple[Graph, list[np.ndarray], list[Era]]] = {}
-        best = None
+        best = unknown_op = None
         for members, recs in walked:
             tried: dict[tuple, Any] = {}
             for e in members:
+                # the records were checked with the group's newest op table; an older era of the group may
+                # have fewer ops (ops were removed as well as added): an id past its table rules it out
+                unknown = next((r for r in recs if r.kind == "node" and not 0 < r.op_id < len(e.ops)), None)
+                if unknown is not None:         # said only when no era that knows every op id says more
+                    unknown_op = _Bad(unknown.offset + 4, f"node {unknown.index} ({unknown.name!r}): op id "
+                                                          f"{unknown.op_id} is unknown to {e.name} ({len(e.ops)} ops)")
+                    continue
                 key = self.semantics_key(e, recs)
                 if key in tried:
                     if tried[key] is not None:
@@ -203,6 +211,7 @@ class _Reader:
                 tried[key] = sig
                 results.setdefault(sig, (g, data, []))[2].append(e)
         if not results:
+            best = best or unknown_op
             assert best is not None
             raise self.fail(best.offset, best.message)
         ranked = sorted(results.items(), key=lambda kv: -max(e.index for e in kv[1][2]))
@@ -227,7 +236,9 @@ class _Reader:
         return graph, info
 
     # -- pass 1: records ------------------------------------------------------------------------
-    def walk(self, layout: Layout, era: Era, n_leafs: int, n_nodes: int) -> list[Record]:
+    def walk(self, layout: Layout, era: Era, n_leafs: int, n_nodes: int, n_ops: int) -> list[Record]:
+        """The records under one layout and type table; op ids are checked against n_ops, the longest op
+        table of the eras sharing them (each era is checked against its own table before it builds)."""
         recs: list[Record] = []
         pos = HEADER
         for kind, count in (("leaf", n_leafs), ("node", n_nodes)):
@@ -236,7 +247,7 @@ class _Reader:
                 if pos + fixed > self.size:
                     raise _Bad(pos, f"{kind} {i}: the file ends inside its {fixed}-byte record", len(recs))
                 try:
-                    rec = self.record(layout, era, kind, i, pos, n_leafs, n_nodes)
+                    rec = self.record(layout, era, kind, i, pos, n_leafs, n_nodes, n_ops)
                 except _Bad as b:
                     b.progress = len(recs)
                     raise
@@ -254,7 +265,8 @@ class _Reader:
             raise _Bad(pos, f"the records end at byte {pos} but the file has {self.size} bytes", len(recs) + 1)
         return recs
 
-    def record(self, layout: Layout, era: Era, kind: str, i: int, pos: int, n_leafs: int, n_nodes: int) -> Record:
+    def record(self, layout: Layout, era: Era, kind: str, i: int, pos: int, n_leafs: int, n_nodes: int,
+               n_ops: int) -> Record:
         b = self.buf
         type_id, op_id = struct.unpack_from("<II", b, pos)
         p = pos + 8
@@ -282,7 +294,7 @@ class _Reader:
             raise _Bad(pos, f"{where}: type {tname} (id {type_id}) is not supported by graphc")
         if kind == "leaf" and op_id != 0:
             raise _Bad(pos + 4, f"{where}: a leaf must have op NONE (0), got op id {op_id}")
-        if kind == "node" and not 0 < op_id < len(era.ops):
+        if kind == "node" and not 0 < op_id < n_ops:
             raise _Bad(pos + 4, f"{where}: unknown op id {op_id}")
         dims_at = p - 64 - layout.max_name - layout.max_op_params
         if any(n > MAX_ELEMENTS for n in ne) or ne[0] * ne[1] * ne[2] * ne[3] > MAX_ELEMENTS:
@@ -355,6 +367,9 @@ class _Reader:
                 t = g.op(op, srcs, params, r.name, decl)
             except GraphError as e:
                 raise _Bad(r.offset, f"node {r.index} ({r.name!r}, {era.ops[r.op_id]}): {e}") from None
+            except (ValueError, TypeError, ArithmeticError, IndexError, KeyError) as e:   # as graph_text and dot
+                raise _Bad(r.offset, f"node {r.index} ({r.name!r}, {era.ops[r.op_id]}): cannot be rebuilt from "
+                                     f"its sources and params ({type(e).__name__}: {e})") from None
             if (t.type, t.ne, t.nb) != (r.type, r.ne, r.nb):
                 raise _Bad(r.offset, f"node {r.index} ({r.name!r}, {era.ops[r.op_id]}): rebuilt as {t.type.name} "
                                      f"ne {list(t.ne)} nb {list(t.nb)}, the file says {r.type.name} ne {list(r.ne)} "
@@ -462,7 +477,7 @@ def _decode(era: Era, r: Record, srcs: list, made: list[Tensor]
                        beta_fast=_f32(p, 9), beta_slow=_f32(p, 10))
         return "rope", srcs, prm, None
     if name == "CONCAT":
-        need(len(srcs) == 2, "concat needs two sources")
+        need(len(srcs) == 2 and all(s is not None for s in srcs), "concat needs two sources")
         if era.index < _CONCAT_DIM:      # ggml_concat(a, b) joined along dim 2
             dims = [2]
         elif era.index == _CONCAT_DIM:   # the dim argument appeared inside this era (2024-05-28)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import lzma
 import os
 import struct
 import zipfile
@@ -250,6 +251,14 @@ class NpyWeights(_NumpyWeights):
         pass
 
 
+# what zipfile (and the decompressors it picks by a member's compression method) raise on damaged data
+# besides BadZipFile, OSError and EOFError: an unknown or unavailable method is NotImplementedError, a bad
+# LZMA stream LZMAError, and a central directory with impossible fields can give IndexError, struct.error or
+# OverflowError
+_ZIP_DAMAGE: tuple[type[BaseException], ...] = (NotImplementedError, IndexError, struct.error, OverflowError,
+                                                lzma.LZMAError)
+
+
 class NpzWeights(_NumpyWeights):
     kind = "npz"
 
@@ -258,12 +267,18 @@ class NpzWeights(_NumpyWeights):
         _check_magic(path, b"PK", ".npz (zip)")
         try:
             self._zip = zipfile.ZipFile(path)
-            self._members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i
-                             for i in self._zip.infolist() if not i.is_dir()}
+            infos = self._zip.infolist()
             size = os.path.getsize(path)
             self._map: np.ndarray | None = np.memmap(path, dtype=np.uint8, mode="r") if size else None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, *_ZIP_DAMAGE) as e:
             raise ParseError(f"not a readable .npz (zip) file: {e}", path) from None
+        for i in infos:     # ZipInfo.is_dir() indexes filename[-1]: an empty name (damage) is an IndexError
+            if not i.filename:
+                self._zip.close()
+                raise ParseError("not a readable .npz (zip) file: a member has an empty name", path,
+                                 offset=i.header_offset)
+        self._members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i
+                         for i in infos if not i.filename.endswith("/")}
         self._cache: dict[str, np.ndarray] = {}
 
     @property
@@ -292,7 +307,7 @@ class NpzWeights(_NumpyWeights):
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = reader(hf, max_header_size=MAX_NPY_HEADER)
             hlen = hf.tell()
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, zlib.error, *_ZIP_DAMAGE) as e:
             raise ParseError(f"member {zi.filename!r} is not a readable .npy array: {e}", self.path) from None
         if dtype.hasobject:
             raise ParseError(f"member {zi.filename!r} holds Python objects; graphc never unpickles", self.path)
@@ -316,7 +331,8 @@ class NpzWeights(_NumpyWeights):
             with self._zip.open(zi) as f:
                 f.read(hlen)
                 data = f.read(nbytes)
-        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError, zlib.error) as e:   # bad CRC / stream
+        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError, zlib.error, ValueError,
+                *_ZIP_DAMAGE) as e:   # bad CRC / stream
             raise ParseError(f"member {zi.filename!r}: {e}", self.path) from None
         if len(data) != nbytes:
             raise ParseError(f"member {zi.filename!r} is truncated", self.path, offset=zi.header_offset)

@@ -320,6 +320,11 @@ def test_max_memory_refuses_before_allocating(target, weights, monkeypatch, tmp_
                                                rf"{need['weights']:,d} \+ state 0 \+ inputs/outputs {need['io']:,d}\), "
                                                rf"more than the limit of {total - 1:,d}"):
             graphc.compile(mlp_graph(), target=target, weights=weights, max_memory=total - 1)
+    # the generated code's temporaries count too (none on ref), known once the target generated its code
+    from graphc.api import temporaries_bytes
+    total += temporaries_bytes(graphc.compile(mlp_graph(), target=target, weights=weights)._exe)
+    with pytest.raises(CompileError, match="max_memory"):
+        graphc.compile(mlp_graph(), target=target, weights=weights, max_memory=total - 1)
     m = graphc.compile(mlp_graph(), target=target, weights=weights, max_memory=total)
     x = rng.standard_normal((N, K)).astype(np.float32)
     assert nmse(m.run({"x": x})["y"], expected(x, weights)) < 1e-10

@@ -221,7 +221,7 @@ def _num(v: Any) -> str:
         return "-"
     if isinstance(v, (int, np.integer)):
         return f"{int(v):,}"
-    if hasattr(v, "__len__"):
+    if isinstance(v, (list, np.ndarray)) and np.asarray(v).dtype.kind in "iu":
         vals = sorted({int(x) for x in np.asarray(v).reshape(-1)})
         return f"per layer: {', '.join(map(str, vals[:INLINE_ITEMS]))}" + (" ..." if len(vals) > INLINE_ITEMS else "")
     return str(v)

@@ -127,7 +127,10 @@ class _Reader:
                 raise self.fail(key, "is missing (required by llama.cpp for this architecture)")
             return default
         if isinstance(v, np.ndarray) or isinstance(v, list):
-            vals = {int(x) for x in np.asarray(v).reshape(-1)} if len(v) else set()
+            arr = np.asarray(v).reshape(-1)
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise self.fail(key, f"must be an integer or one per layer, got an array of {arr.dtype.name}")
+            vals = {int(x) for x in arr} if len(v) else set()
             if len(vals) != 1:
                 raise self.fail(key, f"differs between layers ({sorted(vals)[:8]}); "
                                      "graphc needs one value for all layers")
@@ -187,7 +190,7 @@ class _Reader:
 
         # rope scaling: llama-model.cpp load_hparams, then llama-context.cpp's YaRN factors
         scaling = self.get("rope.scaling.type", "linear")
-        if scaling not in ROPE_SCALINGS:
+        if not isinstance(scaling, str) or scaling not in ROPE_SCALINGS:
             raise self.fail(self.key("rope.scaling.type"), f"is {scaling!r}; supported: {', '.join(ROPE_SCALINGS)}")
         factor = self.num("rope.scaling.factor", default=0.0, positive=False)
         if factor == 0.0:
