@@ -54,6 +54,13 @@ MINUTES ?= 10
 fuzz: $(STAMP)
 	$(BIN)/python tools/fuzz.py --minutes $(MINUTES)
 
+# A time-boxed mutation campaign over real files (tools/mutate.py): ggml exports, dot dumps, .graph, npz and
+# GGUF files mutated byte- and field-wise, each through the API and the CLI in a child with time and memory
+# limits; counts per kind and outcome; failing mutants saved under mutants/
+.PHONY: mutate
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py --seconds $$(( $(MINUTES) * 60 )) --save mutants
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
