@@ -534,18 +534,18 @@ def temporaries_bytes(exe: Any) -> int:
 
 
 def _enforce_max_memory(g: Graph, program: Any, max_memory: int, shared_state: bool,
-                        temporaries: int | None = None) -> None:
-    """CompileError when the module needs more than max_memory bytes. Checked twice: before the target
-    compiles (temporaries None: nothing is allocated yet), and after, with the bytes of the generated code's
-    temporaries (temporaries_bytes), which only code generation knows."""
+                        extra: "dict[str, int] | None" = None, allocated: bool = False) -> None:
+    """CompileError when the module needs more than max_memory bytes. Checked before the target compiles
+    (the plan's bytes), then with `extra`, what only code generation knows (the generated code's
+    temporaries, re-laid-out weight copies): a target with ACCEPTS_MEMORY_CHECK calls back between its code
+    generation and its allocations; for the others it is checked after (allocated)."""
     need = memory_needs(g, program, shared_state)
-    if temporaries:
-        need["temporaries"] = temporaries
+    need.update({k: v for k, v in (extra or {}).items() if v})
     total = sum(need.values())
     if total > max_memory:
         parts = " + ".join(f"{k if k != 'io' else 'inputs/outputs'} {v:,d}" for k, v in need.items())
-        when = ("nothing was allocated" if temporaries is None else
-                "refused after code generation, which sizes the temporaries; the module is not returned")
+        when = ("refused after code generation, which sizes the temporaries; the module is not returned"
+                if allocated else "nothing was allocated")
         raise CompileError(f"max_memory: graph {g.name!r} needs {total:,d} bytes ({parts}), more than the "
                            f"limit of {max_memory:,d} bytes; {when}")
 
@@ -568,6 +568,11 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
         in_memory = {id(t) for t in g.leafs if t.data is not None and (t.weight is None or t.name in names)}
     try:
         extra = {"state_buffers": state_buffers} if state_buffers is not None else {}
+        precheck = max_memory is not None and getattr(target_mod, "ACCEPTS_MEMORY_CHECK", False)
+        if precheck:              # the target calls back after code generation, before it allocates
+            planned_g = program.graph if program is not None else g
+            extra["memory_check"] = lambda more: _enforce_max_memory(planned_g, program, max_memory,
+                                                                     state_buffers is not None, more)
         exe = target_mod.compile(program if program is not None and _accepts_program(target_mod) else g,
                                  **target_opts, **extra)
     except TypeError as e:
@@ -576,8 +581,9 @@ def _finish(g: Graph, target: str, target_mod: Any, target_opts: dict[str, Any],
         raise
     except NotImplementedError as e:
         raise CompileError(f"target {target!r} cannot compile this graph: {e}") from None
-    if max_memory is not None and temporaries_bytes(exe):
-        _enforce_max_memory(g, program, max_memory, state_buffers is not None, temporaries_bytes(exe))
+    if max_memory is not None and not precheck and temporaries_bytes(exe):
+        _enforce_max_memory(g, program, max_memory, state_buffers is not None,
+                            {"temporaries": temporaries_bytes(exe)}, allocated=True)
     m = Module(g, exe, target, target_opts, in_memory, source)
     m.program = program
     return m

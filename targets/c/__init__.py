@@ -12,7 +12,8 @@ state_buffers (None: {state name: uint8 buffer} shares state with another execut
 (codegen.SERIAL_WORK: steps with less work run on thread 0 alone, no barrier between them; 0 splits all),
 repack (True: q4_0 / q4_K matmul weights re-laid out in 8-row groups at load, targets/c/repack.py),
 split_kernels (True: link to the shared, cached kernel library instead of compiling the kernels into the
-program; targets/c/build.py).
+program; targets/c/build.py), memory_check (None: graphc.compile(max_memory=) passes a function called with
+the bytes beyond the memory plan, the temporaries and re-laid-out weight copies, before any build or buffer).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ __all__ = ["ACCEPTS_PROGRAM", "CExecutable", "check_requirements", "compile", "e
            "supported"]
 
 ACCEPTS_PROGRAM = True
+ACCEPTS_MEMORY_CHECK = True     # compile(memory_check=fn): fn(bytes beyond the plan) before anything is allocated
 
 
 def _as_program(what: "Graph | Program") -> Program:
@@ -76,7 +78,8 @@ class CExecutable(MemoryIO):
     def __init__(self, what: "Graph | Program", *, n_threads: int | None = None, march: str = "native",
                  openmp: bool = True, extra_cflags: Sequence[str] = (), sanitize: bool = False,
                  state_buffers: "dict[str, np.ndarray] | None" = None,
-                 serial_work: int = SERIAL_WORK, repack: bool = True, split_kernels: bool = True):
+                 serial_work: int = SERIAL_WORK, repack: bool = True, split_kernels: bool = True,
+                 memory_check: Any = None):
         if n_threads is None:
             n_threads = os.cpu_count() or 1
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
@@ -94,6 +97,8 @@ class CExecutable(MemoryIO):
         self.relaid, self.serial_work = relaid, serial_work
         self.gen = generate(self.program, serial_work,           # Unsupported before any build
                             {id(t): crepack.C_TYPE[t.type.name] for t in relaid})
+        if memory_check is not None:          # graphc.compile(max_memory=): before the build and any buffer
+            memory_check({"temporaries": self.gen.temp_size, "re-laid-out weights": sum(t.nbytes for t in relaid)})
         self.built = cbuild.build(self.gen.source, march=march, openmp=openmp, sanitize=sanitize,
                                   extra_cflags=tuple(extra_cflags), split=bool(split_kernels))
         self._lib = cbuild.load(self.built)
