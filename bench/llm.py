@@ -112,6 +112,8 @@ def measure(quick: bool, copy_gbs: float, n_threads: int, opencl: bool = True) -
     repeat = 2 if quick else 3
     march = os.environ.get("GRAPHC_BENCH_MARCH", "native")
     res = {"copy": copy_gbs, "threads": n_threads, "march": march, "models": []}
+    from graphc.models.testing import llama_cpp_has_amx
+    res["llama.cpp without extra buffers"] = llama_cpp_has_amx()    # see llama_cpp_model
     for wtype in WTYPES:
         path = model_file(n_layer, wtype)
         r = {"wtype": wtype, "n_layer": n_layer, "path": path.name, "mib": path.stat().st_size / 2**20,
@@ -173,6 +175,11 @@ def section(res: dict, tier: str = "", peers: str = "") -> list[str]:
         (lp, ld), (gp, gd) = m["llama.cpp"], m["graphc c"]
         ratios.append(f"{m['wtype']}: prefill **{gp / lp:.2f}x**, decode **{gd / ld:.2f}x**")
     lines += ["", "graphc C / llama.cpp: " + "; ".join(ratios) + ".", ""]
+    if res.get("llama.cpp without extra buffers"):
+        lines += ["This llama.cpp build has AMX kernels, whose first tile instruction faults on this machine (a VM "
+                  "without AMX tile state), so it ran with its extra buffer types off: no AMX and no REPACK "
+                  "(8-row weight layouts), i.e. its vec_dot kernels. With REPACK it is faster than this "
+                  "(compare the AVX2 tier's llama.cpp, which has REPACK and no AMX).", ""]
     q4 = res["models"][0]
     if "graphc opencl" in q4:
         (op, od), (gp, gd) = q4["graphc opencl"], q4["graphc c"]
