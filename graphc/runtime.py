@@ -52,6 +52,12 @@ def compute_dtype(t: GGMLType) -> np.dtype:
     return np.dtype(t.np_dtype)
 
 
+def elements_at(buf: np.ndarray, offset: int, t: Tensor, dtype=np.float32) -> np.ndarray:
+    """A numpy view (numpy order, ggml's strides) of blck==1 tensor t's elements at byte `offset` of buf:
+    how host code (a target's collectives) reads and writes a tensor in a target's own buffer."""
+    return np.ndarray(full_numpy_shape(t.ne), dtype, buffer=buf, offset=offset, strides=tuple(reversed(t.nb)))
+
+
 class Memory:
     """The byte buffers of every root tensor of a graph, and strided access to any tensor."""
 

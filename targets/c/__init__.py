@@ -26,7 +26,7 @@ from graphc.errors import CompileError
 from graphc.ir import Graph
 from graphc.program import Program, materialised, region_of, root_of, unfused
 
-from graphc.runtime import Memory, MemoryIO
+from graphc.runtime import Memory, MemoryIO, elements_at
 
 from . import build as cbuild
 from . import repack as crepack
@@ -167,9 +167,7 @@ class CExecutable(MemoryIO):
     def _arg_array(self, row: int) -> np.ndarray:
         """Argument-table row `row` as a float32 numpy view (numpy order) of the memory C uses."""
         a = self.gen.entries[row]
-        t = a.t
-        buf = self._buf_arrays[self.gen.buffers.index(a.buf)]
-        return np.ndarray(tuple(reversed(t.ne)), np.float32, buffer=buf, offset=a.offset, strides=tuple(reversed(t.nb)))
+        return elements_at(self._buf_arrays[self.gen.buffers.index(a.buf)], a.offset, a.t)
 
     def _host_step(self, index: int) -> int:
         """Host step `index` (a collective, graphc/parallel.py), called from C on thread 0 mid-run."""

@@ -23,7 +23,7 @@ from graphc.errors import CompileError, RunError
 from graphc.ir import Flag, Graph, Tensor
 from graphc.memplan import planned
 from graphc.program import Program, root_of
-from graphc.runtime import MemoryIO
+from graphc.runtime import MemoryIO, elements_at
 
 from . import build as clbuild
 from .codegen import HOST, Generated, Unsupported, generate
@@ -124,7 +124,7 @@ class OpenCLExecutable(MemoryIO):
         t = src.t
         span = np.empty(t.nbytes, np.uint8)
         cl.enqueue_copy(q, span, self._bufs[src.buf], src_offset=src.offset, is_blocking=True)
-        x = np.ndarray(tuple(reversed(t.ne)), np.float32, buffer=span, strides=tuple(reversed(t.nb)))
+        x = elements_at(span, 0, t)
         y = np.ascontiguousarray(parallel.collective(st.nodes[0], np.array(x, np.float32, order="C")))
         # a collective's result is a fresh contiguous tensor (ops.all_reduce / all_gather): one span
         cl.enqueue_copy(q, self._bufs[dst.buf], y.view(np.uint8).reshape(-1), dst_offset=dst.offset, is_blocking=True)
